@@ -1,0 +1,217 @@
+"""Reading examples from files and streams, and cutting them into batches by a token budget.
+
+Readers yield plain Python records and raise :class:`SeqtoolError` naming the file and line
+of the first bad record. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from seqtool.errors import SeqtoolError
+
+
+@dataclass(frozen=True)
+class LabeledText:
+    """One `label<TAB>text` record (S1 input, S2 target)."""
+
+    label: str
+    text: str
+    line: int = field(default=0, compare=False)  # where it came from, for error messages
+
+
+@dataclass(frozen=True)
+class TextPair:
+    """One aligned source/target pair (S3)."""
+
+    src: str
+    tgt: str
+
+
+def _display_name(path: str | Path | None) -> str:
+    return "<stdin>" if path in (None, "-") else str(path)
+
+
+def iter_lines(path: str | Path | None) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line without its line ending) from a file or stdin ('-' or None).
+
+    Lines are decoded strictly as UTF-8 so that a bad byte is reported with its line number;
+    CRLF endings are accepted.
+    """
+    name = _display_name(path)
+    if path in (None, "-"):
+        stream = sys.stdin.buffer
+        close = False
+    else:
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise SeqtoolError(f"cannot open: {e.strerror}", name) from None
+        close = True
+    try:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SeqtoolError(
+                    f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                    name,
+                    number,
+                ) from None
+            if number == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            yield number, line.rstrip("\r\n")
+    finally:
+        if close:
+            stream.close()
+
+
+def read_labeled(path: str | Path | None) -> Iterator[LabeledText]:
+    """Read `label<TAB>text` lines (or JSONL `{"label": ..., "text": ...}` for *.jsonl files)."""
+    name = _display_name(path)
+    is_jsonl = str(path).endswith((".jsonl", ".json"))
+    seen = False
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        seen = True
+        if is_jsonl:
+            yield _parse_jsonl_record(line, name, number)
+            continue
+        if "\t" not in line:
+            raise SeqtoolError("missing tab: expected 'label<TAB>text'", name, number)
+        label, text = line.split("\t", 1)
+        label, text = label.strip(), text.strip()
+        if not label:
+            raise SeqtoolError("empty label", name, number)
+        if not text:
+            raise SeqtoolError("empty text", name, number)
+        yield LabeledText(label, text, number)
+    if not seen:
+        raise SeqtoolError("file is empty: no records", name)
+
+
+def _parse_jsonl_record(line: str, name: str, number: int) -> LabeledText:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SeqtoolError(f"invalid JSON: {e.msg}", name, number) from None
+    if not isinstance(record, dict) or "text" not in record or "label" not in record:
+        raise SeqtoolError('expected an object with "label" and "text"', name, number)
+    label, text = str(record["label"]).strip(), str(record["text"]).strip()
+    if not label:
+        raise SeqtoolError("empty label", name, number)
+    if not text:
+        raise SeqtoolError("empty text", name, number)
+    return LabeledText(label, text, number)
+
+
+def read_parallel(src: str | Path, tgt: str | Path | None = None) -> list[TextPair]:
+    """Read aligned pairs from two files, or from one `src<TAB>tgt` file when `tgt` is None."""
+    pairs: list[TextPair] = []
+    if tgt is None:
+        name = _display_name(src)
+        for number, line in iter_lines(src):
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise SeqtoolError("missing tab: expected 'source<TAB>target'", name, number)
+            s, t = (part.strip() for part in line.split("\t", 1))
+            if not s or not t:
+                raise SeqtoolError(f"empty {'source' if not s else 'target'}", name, number)
+            pairs.append(TextPair(s, t))
+    else:
+        src_lines = list(iter_lines(src))
+        tgt_lines = list(iter_lines(tgt))
+        if len(src_lines) != len(tgt_lines):
+            shorter, line = (
+                (tgt, len(tgt_lines) + 1)
+                if len(tgt_lines) < len(src_lines)
+                else (src, len(src_lines) + 1)
+            )
+            raise SeqtoolError(
+                f"parallel files differ in length ({src}: {len(src_lines)} lines, "
+                f"{tgt}: {len(tgt_lines)} lines)",
+                _display_name(shorter),
+                line,
+            )
+        for (number, s), (_, t) in zip(src_lines, tgt_lines, strict=True):
+            s, t = s.strip(), t.strip()
+            if not s and not t:
+                continue
+            if not s or not t:
+                bad = src if not s else tgt
+                raise SeqtoolError("empty line where its partner is not", _display_name(bad), number)
+            pairs.append(TextPair(s, t))
+    if not pairs:
+        raise SeqtoolError("file is empty: no records", _display_name(src))
+    return pairs
+
+
+def read_texts(inputs: Sequence[str] | None, path: str | None = None) -> Iterator[str]:
+    """Texts to predict on: the command-line arguments if any, else lines of a file or stdin.
+
+    Empty lines are kept (as empty strings) so that output lines stay aligned with input lines.
+    """
+    if inputs:
+        yield from inputs
+        return
+    for _, line in iter_lines(path):
+        yield line.strip()
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Group a stream into lists of `size` items without reading it all first."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def token_budget_batches(
+    lengths: Sequence[int],
+    max_tokens: int,
+    rng: random.Random | None = None,
+    pool_factor: int = 50,
+    max_sentences: int = 512,
+) -> list[list[int]]:
+    """Indices of examples grouped into batches of about `max_tokens` padded tokens.
+
+    Examples are shuffled (when `rng` is given), then sorted by length inside pools so that a
+    batch holds sentences of similar length (little padding), and the batches are shuffled
+    again. The cost of a batch is its size times its longest example.
+    """
+    order = list(range(len(lengths)))
+    if rng is not None:
+        rng.shuffle(order)
+    approx_batch = max(1, max_tokens // max(1, int(sum(lengths) / max(1, len(lengths)))))
+    pool = approx_batch * pool_factor
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batch: list[int] = []
+        longest = 0
+        for i in chunk:
+            longest_if_added = max(longest, lengths[i])
+            if batch and (
+                longest_if_added * (len(batch) + 1) > max_tokens or len(batch) >= max_sentences
+            ):
+                batches.append(batch)
+                batch, longest_if_added = [], lengths[i]
+            batch.append(i)
+            longest = longest_if_added
+        if batch:
+            batches.append(batch)
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,133 @@
+"""The `evaluate` commands: run a model over a labelled file and collect its scores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from seqtool.data import read_labeled, read_parallel
+from seqtool.errors import SeqtoolError
+from seqtool.metrics import classification_report, corpus_scores, distinct_n
+
+
+def evaluate_classifier(model_path: str | None, data: str) -> dict[str, Any]:
+    from seqtool.predict import classify_probabilities, load
+    from seqtool.tasks import check_labels
+
+    loaded = load(model_path, "classify")
+    labels = loaded.checkpoint.labels
+    records = list(read_labeled(data))
+    check_labels(records, labels, data)
+    start = time.perf_counter()
+    probs = classify_probabilities(loaded.model, loaded.tokenizer, [r.text for r in records])
+    seconds = time.perf_counter() - start
+    predicted = [labels[i] for i in probs.argmax(-1).tolist()]
+    report = classification_report([r.label for r in records], predicted, labels)
+    report["sentences_per_s"] = round(len(records) / seconds, 1)
+    report["data"] = data
+    return report
+
+
+def evaluate_generator(
+    model_path: str | None, data: str, judge: str | None, train_path: str | None,
+    samples: int, temperature: float, seed: int,
+) -> dict[str, Any]:
+    import torch
+
+    from seqtool.predict import generate, load, sentence_nll
+    from seqtool.tasks import check_labels
+
+    loaded = load(model_path, "generate")
+    labels = loaded.checkpoint.labels
+    records = list(read_labeled(data))
+    check_labels(records, labels, data)
+    index = {label: i for i, label in enumerate(labels)}
+    ids = loaded.tokenizer.encode_batch([r.text for r in records])
+    right = [index[r.label] for r in records]
+    nll, counts = sentence_nll(loaded.model, right, ids)
+    # The wrong class: for every sentence, the class it is most easily mistaken for would
+    # flatter the gap less; every other class on average is the fair, simple choice.
+    wrong_nll = torch.zeros_like(nll)
+    for shift in range(1, len(labels)):
+        wrong = [(y + shift) % len(labels) for y in right]
+        wrong_nll += sentence_nll(loaded.model, wrong, ids)[0]
+    wrong_nll /= max(1, len(labels) - 1)
+    report: dict[str, Any] = {
+        "data": data,
+        "perplexity": float(torch.exp(nll.sum() / counts.sum())),
+        "perplexity_wrong_class": float(torch.exp(wrong_nll.sum() / counts.sum())),
+        "per_class": {},
+    }
+    for label, i in index.items():
+        rows = [j for j, y in enumerate(right) if y == i]
+        if rows:
+            report["per_class"][label] = {
+                "perplexity": float(torch.exp(nll[rows].sum() / counts[rows].sum())),
+                "perplexity_wrong_class": float(
+                    torch.exp(wrong_nll[rows].sum() / counts[rows].sum())),
+            }
+    # Samples: diversity, copying, class consistency.
+    train_file = train_path or loaded.checkpoint.meta.get("train_file")
+    train_texts = set()
+    if train_file and Path(train_file).is_file():
+        train_texts = {r.text.strip().lower() for r in read_labeled(train_file)}
+    judge_model = load(judge, "classify")
+    unknown = sorted(set(labels) - set(judge_model.checkpoint.labels))
+    if unknown:
+        raise SeqtoolError(f"the judge does not know the label(s) {', '.join(unknown)}", judge)
+    all_samples, start = [], time.perf_counter()
+    generated_tokens = 0
+    for label in labels:
+        out = generate(loaded, label, samples, temperature=temperature, seed=seed)
+        generated_tokens += sum(s["tokens"] for s in out)
+        all_samples.extend(out)
+    seconds = time.perf_counter() - start
+    from seqtool.predict import classify_probabilities
+
+    texts = [s["text"] for s in all_samples]
+    probs = classify_probabilities(judge_model.model, judge_model.tokenizer, texts)
+    judged = [judge_model.checkpoint.labels[i] for i in probs.argmax(-1).tolist()]
+    tokenized = [t.lower().split() for t in texts]
+    report["samples"] = {
+        "per_class": samples,
+        "temperature": temperature,
+        "distinct_1": distinct_n(tokenized, 1),
+        "distinct_2": distinct_n(tokenized, 2),
+        "copied_from_train": (sum(t.strip().lower() in train_texts for t in texts) / len(texts)
+                              if train_texts else None),
+        "class_consistency": sum(j == s["label"] for j, s in zip(judged, all_samples))
+        / len(all_samples),
+        "generated_tokens_per_s": round(generated_tokens / seconds, 1),
+        "examples": {label: [s["text"] for s in all_samples if s["label"] == label][:3]
+                     for label in labels},
+    }
+    return report
+
+
+def evaluate_translator(
+    model_path: str | None, src: str, ref: str, beam: int, alpha: float, batch_size: int,
+    out: str | None,
+) -> dict[str, Any]:
+    from seqtool.predict import Translation, load
+
+    start = time.perf_counter()
+    loaded = load(model_path, "translate")
+    pairs = read_parallel(src, ref)
+    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer)
+    results = translation.translate([p.src for p in pairs], beam, alpha, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    hyps = [r.text for r in results]
+    if out:
+        from seqtool.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(Path(out), ("\n".join(hyps) + "\n").encode("utf-8"))
+    report = corpus_scores(hyps, [p.tgt for p in pairs])
+    tokens = sum(len(r.target_pieces) for r in results)
+    report.update({
+        "src": src, "ref": ref, "beam": beam, "length_penalty": alpha,
+        "sentences": len(pairs), "seconds": round(seconds, 2),
+        "sentences_per_s": round(len(pairs) / seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1),
+    })
+    return report

@@ -1,0 +1,63 @@
+"""Scores: classification report, perplexity, diversity, BLEU and chrF (through sacrebleu)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def classification_report(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]):
+    """Accuracy, macro-F1, per-class precision/recall/F1 and a confusion matrix (gold x pred)."""
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted, strict=True):
+        confusion[index[g]][index[p]] += 1
+    per_class: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        tp = confusion[i][i]
+        predicted_i = sum(row[i] for row in confusion)
+        gold_i = sum(confusion[i])
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / gold_i if gold_i else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_i}
+    present = [label for label in labels if per_class[label]["support"] > 0]
+    total = len(gold)
+    return {
+        "accuracy": sum(confusion[i][i] for i in range(len(labels))) / total if total else 0.0,
+        "macro_f1": sum(per_class[c]["f1"] for c in present) / len(present) if present else 0.0,
+        "examples": total,
+        "per_class": per_class,
+        "labels": list(labels),
+        "confusion": confusion,
+    }
+
+
+def perplexity(total_nll: float, tokens: int) -> float:
+    return math.exp(total_nll / tokens) if tokens else float("nan")
+
+
+def distinct_n(texts: Iterable[Sequence[str]], n: int) -> float:
+    """Distinct n-grams over all n-grams in a set of tokenized samples (Li et al., 2016)."""
+    total, seen = 0, set()
+    for tokens in texts:
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    """Corpus BLEU and chrF on detokenized text, with sacrebleu's signatures."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(), CHRF()
+    b = bleu.corpus_score(list(hypotheses), [list(references)])
+    c = chrf.corpus_score(list(hypotheses), [list(references)])
+    return {
+        "bleu": b.score,
+        "chrf": c.score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }

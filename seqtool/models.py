@@ -1,0 +1,372 @@
+"""The three recurrent models, in the course's notation.
+
+- S1 `Classifier`: y_h(t) = GRU(y_h(t-1), x(t)); y = softmax(W_o pool(y_h)).
+- S2 `Generator`: y_h(0) = tanh(W_i x) from the class x; an LSTM predicts c(t) from c(t-1).
+- S3 `Translator`: a bidirectional RNN encoder and an RNN decoder that attends over all
+  encoder states at every step, with input feeding (the previous attentional vector is part of
+  the next input).
+
+Every model has `loss(batch) -> (summed loss, number of units)`, which is all the training
+loop needs. Padding never enters a recurrence as data: encoders run on packed sequences and the
+causal decoders only see padding after the last real token, where the loss is masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqtool.attention import Attention
+from seqtool.tokenizer import PAD
+
+RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
+CELL_TYPES = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
+
+
+class ConfigMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, state=None):
+    """Run `rnn` over the real tokens only; returns padded outputs (zeros at padding) and h_n."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, h_n = rnn(packed, state)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    return out, h_n
+
+
+def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, max_len] True at real positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+# ----------------------------------------------------------------------------- S1
+
+
+@dataclass
+class ClassifierConfig(ConfigMixin):
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 128
+    hidden_dim: int = 192
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    pooling: str = "max"  # max | mean | last (the course's y_h(T))
+
+
+class Classifier(nn.Module):
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        c = self.config = config
+        if c.pooling not in ("max", "mean", "last"):
+            raise ValueError(f"unknown pooling {c.pooling!r}: max, mean or last")
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD)
+        self.rnn = nn.GRU(
+            c.embed_dim,
+            c.hidden_dim,
+            c.layers,
+            batch_first=True,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout if c.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(c.dropout)
+        self.output = nn.Linear(self.encoding_dim, c.num_classes)
+
+    @property
+    def encoding_dim(self) -> int:
+        return self.config.hidden_dim * (2 if self.config.bidirectional else 1)
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One vector per sentence [B, encoding_dim]: the sentence embedding."""
+        out, h_n = run_packed(self.rnn, self.dropout(self.embedding(tokens)), lengths)
+        if self.config.pooling == "last":
+            dirs = 2 if self.config.bidirectional else 1
+            return torch.cat(list(h_n[-dirs:]), dim=-1)
+        mask = length_mask(lengths, tokens.size(1)).unsqueeze(2)
+        if self.config.pooling == "max":
+            return out.masked_fill(~mask, float("-inf")).max(dim=1).values
+        return (out * mask).sum(1) / lengths.unsqueeze(1).to(out.dtype)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(self.encode(tokens, lengths)))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        logits = self(batch["tokens"], batch["lengths"])
+        loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        return loss, batch["labels"].numel()
+
+
+# ----------------------------------------------------------------------------- S2
+
+
+@dataclass
+class GeneratorConfig(ConfigMixin):
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    layers: int = 1
+    dropout: float = 0.3
+    tie_embeddings: bool = True
+    class_every_step: bool = False
+    class_dim: int = 32
+
+
+class Generator(nn.Module):
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        c = self.config = config
+        # W_i applied to a one-hot class vector is a column of W_i: an embedding lookup.
+        self.initial = nn.Embedding(c.num_classes, c.layers * 2 * c.hidden_dim)
+        self.class_input = (
+            nn.Embedding(c.num_classes, c.class_dim) if c.class_every_step else None
+        )
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD)
+        input_dim = c.embed_dim + (c.class_dim if c.class_every_step else 0)
+        self.rnn = nn.LSTM(
+            input_dim, c.hidden_dim, c.layers, batch_first=True,
+            dropout=c.dropout if c.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(c.dropout)
+        out_dim = c.embed_dim if c.tie_embeddings else c.hidden_dim
+        self.bottleneck = (
+            nn.Linear(c.hidden_dim, c.embed_dim)
+            if c.tie_embeddings and c.hidden_dim != c.embed_dim
+            else None
+        )
+        self.output = nn.Linear(out_dim, c.vocab_size)
+        if c.tie_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def initial_state(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """y_h(0) = tanh(W_i x): the class sets the LSTM's hidden and cell state of every layer."""
+        c = self.config
+        state = torch.tanh(self.initial(labels)).view(-1, c.layers, 2, c.hidden_dim)
+        h0 = state[:, :, 0].transpose(0, 1).contiguous()
+        c0 = state[:, :, 1].transpose(0, 1).contiguous()
+        return h0, c0
+
+    def forward(
+        self,
+        labels: torch.Tensor,
+        inputs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Next-token logits [B, T, V] for input tokens [B, T] (c(t-1), from <start>)."""
+        if state is None:
+            state = self.initial_state(labels)
+        x = self.embedding(inputs)
+        if self.class_input is not None:
+            x = torch.cat([x, self.class_input(labels)[:, None].expand(-1, x.size(1), -1)], -1)
+        x = self.dropout(x)
+        if lengths is not None:
+            out, state = run_packed(self.rnn, x, lengths, state)
+        else:
+            out, state = self.rnn(x, state)
+        out = self.dropout(out)
+        if self.bottleneck is not None:
+            out = self.bottleneck(out)
+        return self.output(out), state
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        logits, _ = self(batch["labels"], batch["inputs"], batch["lengths"])
+        targets = batch["targets"]
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum"
+        )
+        return loss, int((targets != PAD).sum())
+
+
+# ----------------------------------------------------------------------------- S3
+
+
+@dataclass
+class TranslatorConfig(ConfigMixin):
+    src_vocab_size: int
+    tgt_vocab_size: int
+    embed_dim: int = 256
+    hidden_dim: int = 256  # per encoder direction, and the decoder's size
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    rnn: str = "gru"  # gru | lstm
+    attention: str = "bahdanau"  # bahdanau | luong-general | luong-dot
+    attention_dim: int = 256
+    dropout: float = 0.2
+    input_feeding: bool = True
+    shared_embeddings: bool = False  # one joint vocabulary: share source and target embeddings
+    label_smoothing: float = 0.1
+
+
+State = Any  # list per layer of h [B, H] (GRU) or (h, c) (LSTM)
+
+
+def select_state(state: State, index: torch.Tensor) -> State:
+    """Reorder the batch dimension of a decoder state (for beam search)."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, index)
+    return type(state)(select_state(s, index) for s in state)
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: TranslatorConfig, embedding: nn.Embedding):
+        super().__init__()
+        if c.rnn not in RNN_TYPES:
+            raise ValueError(f"unknown rnn {c.rnn!r}: gru or lstm")
+        self.embedding = embedding
+        self.dropout = nn.Dropout(c.dropout)
+        self.rnn = RNN_TYPES[c.rnn](
+            c.embed_dim, c.hidden_dim, c.encoder_layers, batch_first=True, bidirectional=True,
+            dropout=c.dropout if c.encoder_layers > 1 else 0.0,
+        )
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor):
+        """Encoder states [B, S, 2H] and the last layer's final states of both directions [B, 2H]."""
+        out, h_n = run_packed(self.rnn, self.dropout(self.embedding(src)), lengths)
+        if isinstance(h_n, tuple):  # LSTM: (h, c)
+            h_n = h_n[0]
+        return out, torch.cat([h_n[-2], h_n[-1]], dim=-1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, c: TranslatorConfig, embedding: nn.Embedding):
+        super().__init__()
+        self.config = c
+        self.embedding = embedding
+        self.dropout = nn.Dropout(c.dropout)
+        enc_dim = 2 * c.hidden_dim
+        first_input = c.embed_dim + (c.hidden_dim if c.input_feeding else 0)
+        cell = CELL_TYPES[c.rnn]
+        self.cells = nn.ModuleList(
+            cell(first_input if i == 0 else c.hidden_dim, c.hidden_dim)
+            for i in range(c.decoder_layers)
+        )
+        self.bridge = nn.Linear(enc_dim, c.hidden_dim * c.decoder_layers)
+        self.attention = Attention(c.attention, c.hidden_dim, enc_dim, c.attention_dim)
+        self.combine = nn.Linear(c.hidden_dim + enc_dim, c.hidden_dim)
+        self.output = nn.Linear(c.hidden_dim, c.tgt_vocab_size)
+
+    def initial_state(self, enc_final: torch.Tensor) -> State:
+        c = self.config
+        hidden = torch.tanh(self.bridge(enc_final)).chunk(c.decoder_layers, dim=-1)
+        if c.rnn == "lstm":
+            return [(h, torch.zeros_like(h)) for h in hidden]
+        return list(hidden)
+
+    def step(
+        self,
+        emb: torch.Tensor,
+        state: State,
+        prev_attentional: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """One decoder step: input (and previous attentional vector) -> RNN -> attend -> combine.
+
+        Returns the attentional vector [B, H], the new state and the attention weights [B, S].
+        """
+        x = torch.cat([emb, prev_attentional], dim=-1) if self.config.input_feeding else emb
+        new_state = []
+        for i, cell in enumerate(self.cells):
+            s = cell(x, state[i])
+            new_state.append(s)
+            x = s[0] if isinstance(s, tuple) else s
+            if i + 1 < len(self.cells):
+                x = self.dropout(x)
+        context, weights = self.attention(x, keys, values, mask)
+        attentional = torch.tanh(self.combine(torch.cat([x, context], dim=-1)))
+        return attentional, new_state, weights
+
+
+class Translator(nn.Module):
+    def __init__(self, config: TranslatorConfig):
+        super().__init__()
+        c = self.config = config
+        src_emb = nn.Embedding(c.src_vocab_size, c.embed_dim, padding_idx=PAD)
+        if c.shared_embeddings:
+            if c.src_vocab_size != c.tgt_vocab_size:
+                raise ValueError("shared embeddings need one joint vocabulary")
+            tgt_emb = src_emb
+        else:
+            tgt_emb = nn.Embedding(c.tgt_vocab_size, c.embed_dim, padding_idx=PAD)
+        self.encoder = Encoder(c, src_emb)
+        self.decoder = Decoder(c, tgt_emb)
+        # Joey NMT's finding, confirmed here: small uniform init lets this RNN learn quickly.
+        for p in self.parameters():
+            nn.init.uniform_(p, -0.1, 0.1)
+        with torch.no_grad():
+            src_emb.weight[PAD].zero_()
+            tgt_emb.weight[PAD].zero_()
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict[str, Any]:
+        """Everything the decoder needs about a batch of source sentences."""
+        values, final = self.encoder(src, src_lengths)
+        return {
+            "values": values,
+            "keys": self.decoder.attention.precompute(values),
+            "mask": length_mask(src_lengths, src.size(1)),
+            "state": self.decoder.initial_state(final),
+            "attentional": values.new_zeros(src.size(0), self.config.hidden_dim),
+        }
+
+    def decode_step(self, memory: dict[str, Any], prev_tokens: torch.Tensor):
+        """Advance every sentence by one token; returns log-probs [B, V], new memory, weights."""
+        emb = self.decoder.embedding(prev_tokens)
+        attentional, state, weights = self.decoder.step(
+            emb, memory["state"], memory["attentional"], memory["keys"], memory["values"],
+            memory["mask"],
+        )
+        logits = self.decoder.output(attentional)
+        memory = {**memory, "state": state, "attentional": attentional}
+        return torch.log_softmax(logits.float(), dim=-1), memory, weights
+
+    def forward(
+        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced logits [B, T, V]: the decoder reads the reference c(t-1) at step t."""
+        memory = self.encode(src, src_lengths)
+        emb = self.decoder.dropout(self.decoder.embedding(tgt_in))
+        state, attentional = memory["state"], memory["attentional"]
+        outputs = []
+        for t in range(tgt_in.size(1)):
+            attentional, state, _ = self.decoder.step(
+                emb[:, t], state, attentional, memory["keys"], memory["values"], memory["mask"]
+            )
+            outputs.append(attentional)
+        # One large output projection for all steps is much faster than one per step.
+        hidden = self.decoder.dropout(torch.stack(outputs, dim=1))
+        return self.decoder.output(hidden)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        logits = self(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        targets = batch["tgt_out"]
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum",
+            label_smoothing=self.config.label_smoothing,
+        )
+        return loss, int((targets != PAD).sum())
+
+
+MODELS = {
+    "classify": (Classifier, ClassifierConfig),
+    "generate": (Generator, GeneratorConfig),
+    "translate": (Translator, TranslatorConfig),
+}
+
+
+def build_model(task: str, config: dict[str, Any]) -> nn.Module:
+    model_cls, config_cls = MODELS[task]
+    return model_cls(config_cls.from_dict(config))

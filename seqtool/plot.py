@@ -1,0 +1,59 @@
+"""Attention matrices: a PNG (matplotlib) and a terminal view (rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqtool.errors import SeqtoolError
+
+
+def _matrix(result) -> tuple[list[list[float]], list[str], list[str]]:
+    best = result.hypotheses[0]
+    if best.attention is None:
+        raise SeqtoolError("no attention was recorded for this translation")
+    targets = result.target_pieces
+    return [row[: len(result.source_pieces)] for row in best.attention[: len(targets)]], \
+        result.source_pieces, targets
+
+
+def attention_table(result) -> None:
+    """Print source pieces against target pieces, shading each weight, to stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    matrix, sources, targets = _matrix(result)
+    table = Table(show_lines=False, title="attention (rows: target, columns: source)")
+    table.add_column("")
+    for s in sources:
+        table.add_column(s, justify="center")
+    for t, row in zip(targets, matrix):
+        cells = []
+        for w in row:
+            level = int(round(w * 255))
+            cells.append(f"[on rgb({level},{level},{level})]{w:.2f}[/]" if w >= 0.005 else "")
+        table.add_row(t, *cells)
+    Console(stderr=True).print(table)
+
+
+def save_attention_png(result, path: str | Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SeqtoolError("--attention PNG needs matplotlib: pip install 'seqtool[plot]'") \
+            from None
+    matrix, sources, targets = _matrix(result)
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(sources) + 2),
+                                    max(3, 0.4 * len(targets) + 1.5)))
+    ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(sources)), sources, rotation=90)
+    ax.set_yticks(range(len(targets)), targets)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    fig.tight_layout()
+    tmp = Path(str(path) + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

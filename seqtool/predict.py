@@ -1,0 +1,215 @@
+"""Using trained models: load a checkpoint, classify, embed, score, generate, translate.
+
+Prediction streams: input is read in chunks, each chunk is sorted by length into batches (little
+padding), and results come back in input order before the next chunk is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqtool.checkpoint import Checkpoint
+from seqtool.data import chunked
+from seqtool.errors import SeqtoolError
+from seqtool.models import build_model
+from seqtool.search import Hypothesis, beam_search, greedy, sample
+from seqtool.tokenizer import Tokenizer
+
+DEFAULT_MODELS = {
+    "classify": "sentiment-gru.pt",
+    "generate": "sentiment-lstm-generator.pt",
+    "translate": "bible-fr-en-gru-attention.pt",
+}
+
+
+def default_checkpoint(task: str) -> Path:
+    """The shipped model for a task: $SEQTOOL_CHECKPOINTS or the repository's checkpoints/."""
+    import os
+
+    folder = os.environ.get("SEQTOOL_CHECKPOINTS")
+    base = Path(folder) if folder else Path(__file__).resolve().parent.parent / "checkpoints"
+    return base / DEFAULT_MODELS[task]
+
+
+@dataclass
+class Loaded:
+    checkpoint: Checkpoint
+    model: nn.Module
+    tokenizer: Tokenizer  # source side (the only one for S1 and S2)
+    target_tokenizer: Tokenizer
+
+
+def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
+    path = Path(path) if path else default_checkpoint(task)
+    ckpt = Checkpoint.load(path)
+    if ckpt.task != task:
+        raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
+    model = build_model(task, ckpt.model_config)
+    model.load_state_dict(ckpt.weights)
+    model.to(device).eval()
+    src = Tokenizer(ckpt.tokenizers["src"])
+    tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else src
+    return Loaded(ckpt, model, src, tgt)
+
+
+def _length_sorted(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ----------------------------------------------------------------------------- S1
+
+
+@torch.no_grad()
+def classify_outputs(
+    model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 128,
+    encode_only: bool = False,
+) -> torch.Tensor:
+    """Class probabilities [N, C] (or sentence vectors with `encode_only`) in input order."""
+    from seqtool.tasks import classify_batch
+
+    model.eval()
+    ids = tokenizer.encode_batch(list(texts))
+    dim = model.encoding_dim if encode_only else model.config.num_classes
+    out = torch.zeros(len(ids), dim)
+    device = _device(model)
+    for idx in _length_sorted([len(s) for s in ids], batch_size):
+        batch = classify_batch([ids[i] for i in idx])
+        tokens = batch["tokens"].to(device)
+        if encode_only:
+            out[idx] = model.encode(tokens, batch["lengths"]).float().cpu()
+        else:
+            out[idx] = torch.softmax(model(tokens, batch["lengths"]).float(), -1).cpu()
+    return out
+
+
+def classify_probabilities(model, tokenizer, texts, batch_size: int = 128) -> torch.Tensor:
+    return classify_outputs(model, tokenizer, texts, batch_size)
+
+
+def classify_stream(
+    loaded: Loaded, texts: Iterable[str], chunk: int = 512
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """(text, probabilities) per input text, in order, reading `chunk` texts at a time."""
+    for part in chunked(texts, chunk):
+        probs = classify_probabilities(loaded.model, loaded.tokenizer, part)
+        yield from zip(part, probs, strict=True)
+
+
+# ----------------------------------------------------------------------------- S2
+
+
+@torch.no_grad()
+def sentence_nll(
+    model: nn.Module, labels: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sentence summed NLL [N] and token counts [N] (including <end>)."""
+    from seqtool.tasks import generate_batch, generator_nll
+
+    model.eval()
+    nll = torch.zeros(len(ids), dtype=torch.float64)
+    device = _device(model)
+    for idx in _length_sorted([len(s) for s in ids], batch_size):
+        batch = generate_batch([labels[i] for i in idx], [ids[i] for i in idx])
+        batch = {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+        nll[idx] = generator_nll(model, batch).double().cpu()
+    return nll, torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
+
+
+def corpus_perplexity(model, labels, ids) -> float:
+    nll, counts = sentence_nll(model, labels, ids)
+    return float(torch.exp(nll.sum() / counts.sum()))
+
+
+def generate(
+    loaded: Loaded, label: str, n: int, prompt: str = "", max_tokens: int = 60,
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+    batch_size: int = 256,
+) -> list[dict[str, Any]]:
+    """N samples for a class, generated in parallel batches; deterministic for a seed."""
+    labels = loaded.checkpoint.labels
+    if label not in labels:
+        raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(labels)})")
+    device = _device(loaded.model)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    prompt_ids = loaded.tokenizer.encode(prompt) if prompt else []
+    results = []
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
+            for h in sample(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
+                            top_p, generator):
+                text = loaded.tokenizer.decode(prompt_ids + h.tokens)
+                results.append({"label": label, "text": text, "tokens": len(h.tokens),
+                                "logprob": round(h.score, 4)})
+    return results
+
+
+# ----------------------------------------------------------------------------- S3
+
+
+@dataclass
+class TranslationResult:
+    text: str
+    score: float
+    hypotheses: list[Hypothesis]
+    source_pieces: list[str]
+    target_pieces: list[str]
+
+
+class Translation:
+    """Translate lists of sentences with a `Translator` in length-sorted batches."""
+
+    def __init__(self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer):
+        self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
+
+    @torch.no_grad()
+    def translate(
+        self, texts: Sequence[str], beam: int = 5, alpha: float = 1.0, n_best: int = 1,
+        max_length_ratio: float = 2.0, batch_size: int = 64, with_attention: bool = False,
+        max_source_tokens: int = 400,
+    ) -> list[TranslationResult]:
+        from seqtool.tasks import translate_batch
+
+        self.model.eval()
+        device = _device(self.model)
+        ids = [s[:max_source_tokens] for s in self.src_tok.encode_batch(list(texts))]
+        results: list[TranslationResult | None] = [None] * len(ids)
+        for i, s in enumerate(ids):
+            if not s:  # an empty line translates to an empty line
+                results[i] = TranslationResult("", 0.0, [Hypothesis([], 0.0, [])], [], [])
+        todo = [i for i, s in enumerate(ids) if s]
+        for idx in _length_sorted([len(ids[i]) for i in todo], batch_size):
+            rows = [todo[j] for j in idx]
+            batch = translate_batch([ids[i] for i in rows])
+            src = batch["src"].to(device)
+            lengths = batch["src_lengths"]
+            limits = (lengths.double() * max_length_ratio + 5).long()
+            if beam <= 1:
+                hyps = [[h] for h in greedy(self.model, src, lengths, limits, with_attention)]
+            else:
+                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, n_best,
+                                   with_attention)
+            for i, hs in zip(rows, hyps, strict=True):
+                best = hs[0]
+                results[i] = TranslationResult(
+                    self.tgt_tok.decode(best.tokens), best.score, hs,
+                    self.src_tok.id_to_piece(ids[i]),
+                    self.tgt_tok.id_to_piece(best.tokens),
+                )
+        return results  # type: ignore[return-value]
+
+    def text(self, hypothesis: Hypothesis) -> str:
+        return self.tgt_tok.decode(hypothesis.tokens)

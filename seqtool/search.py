@@ -1,0 +1,196 @@
+"""Decoding: greedy and batched beam search for the translator, sampling for the generator.
+
+All searches work on a whole batch of sentences at once; beam search keeps `beam` hypotheses
+per sentence in one tensor of batch * beam rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from seqtool.models import Generator, Translator, select_state
+from seqtool.tokenizer import END, PAD, START
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]
+    score: float  # log-probability, divided by the length penalty in beam search
+    attention: list[list[float]] | None = field(default=None, repr=False)  # [target][source]
+
+
+def _select_memory(memory: dict, index: torch.Tensor) -> dict:
+    return {k: select_state(v, index) for k, v in memory.items()}
+
+
+def greedy(
+    model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
+    with_attention: bool = False,
+) -> list[Hypothesis]:
+    """The most likely token at every step, for every sentence of the batch at once."""
+    memory = model.encode(src, src_lengths)
+    batch = src.size(0)
+    prev = torch.full((batch,), START, dtype=torch.long, device=src.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    tokens, scores, attention = [], torch.zeros(batch, device=src.device), []
+    for t in range(int(max_lengths.max())):
+        logp, memory, weights = model.decode_step(memory, prev)
+        best_logp, prev = logp.max(dim=-1)
+        prev = prev.masked_fill(done, PAD)
+        scores += best_logp.masked_fill(done, 0.0)
+        tokens.append(prev)
+        if with_attention:
+            attention.append(weights)
+        done |= (prev == END) | (t + 1 >= max_lengths.to(src.device))
+        if bool(done.all()):
+            break
+    token_rows = torch.stack(tokens, 1).tolist()
+    att = torch.stack(attention, 1) if with_attention else None
+    out = []
+    for b, row in enumerate(token_rows):
+        length = row.index(END) if END in row else len([x for x in row if x != PAD])
+        a = att[b, :length, : int(src_lengths[b])].tolist() if att is not None else None
+        out.append(Hypothesis(row[:length], float(scores[b]), a))
+    return out
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 ranks by plain log-probability."""
+    return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+
+
+def beam_search(
+    model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
+    beam: int = 5, alpha: float = 1.0, n_best: int = 1, with_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns the `n_best` finished hypotheses of every sentence.
+
+    Each step scores beam * vocabulary continuations per sentence and keeps the best 2 * beam:
+    those that end (<end>, or the sentence's length limit) are set aside with their
+    length-normalised score, the best `beam` others stay alive. A sentence is done once it has
+    `beam` finished hypotheses.
+    """
+    device = src.device
+    batch, k = src.size(0), beam
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    memory = _select_memory(model.encode(src, src_lengths), rows)
+    alive = torch.full((batch, k), float("-inf"), device=device)
+    alive[:, 0] = 0.0
+    prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
+    att_history = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    limits = max_lengths.tolist()
+    vocab = None
+    for t in range(int(max(limits))):
+        logp, memory, weights = model.decode_step(memory, prev)
+        vocab = logp.size(-1)
+        if with_attention:
+            w = weights.unsqueeze(1)
+            att_history = w if att_history is None else torch.cat([att_history, w], 1)
+        candidates = (alive.view(-1, 1) + logp).view(batch, k * vocab)
+        top_scores, top_index = candidates.topk(2 * k, dim=1)
+        top_beam, top_token = top_index // vocab, top_index % vocab
+        ends = top_token == END
+        at_limit = torch.tensor([t + 1 >= lim for lim in limits], device=device)
+        ends |= at_limit[:, None]
+        # Set aside finished hypotheses: those among the best `k` candidates.
+        end_rows = (ends[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
+        if end_rows:
+            for b, j in end_rows:
+                if done[b]:
+                    continue
+                r = b * k + int(top_beam[b, j])
+                toks = history[r].tolist()
+                if int(top_token[b, j]) != END:
+                    toks.append(int(top_token[b, j]))
+                a = None
+                if att_history is not None:
+                    a = att_history[r, : len(toks), : int(src_lengths[b])].tolist()
+                finished[b].append(Hypothesis(
+                    toks, float(top_scores[b, j]) / length_penalty(len(toks) + 1, alpha), a
+                ))
+            for b in range(batch):
+                if not done[b] and (len(finished[b]) >= k or t + 1 >= limits[b]):
+                    done[b] = True
+        if all(done):
+            break
+        # The best k candidates that did not end stay alive.
+        masked = top_scores.masked_fill(ends, float("-inf"))
+        alive, keep = masked.topk(k, dim=1)
+        origin = (torch.arange(batch, device=device)[:, None] * k
+                  + top_beam.gather(1, keep)).view(-1)
+        prev = top_token.gather(1, keep).view(-1)
+        memory = _select_memory(memory, origin)
+        history = torch.cat([history[origin], prev[:, None]], dim=1)
+        if att_history is not None:
+            att_history = att_history[origin]
+        # A done sentence's rows keep decoding (batched), but can never finish again.
+        for b in range(batch):
+            if done[b]:
+                alive[b] = float("-inf")
+    results = []
+    for b in range(batch):
+        hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)[:n_best]
+        results.append(hyps or [Hypothesis([], float("-inf"))])
+    return results
+
+
+def sample(
+    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[Hypothesis]:
+    """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
+
+    Temperature 0 is greedy decoding. The returned score is the log-probability of the sampled
+    tokens (after the prompt) under the model itself, at temperature 1.
+    """
+    n = labels.size(0)
+    device = labels.device
+    inputs = torch.tensor([[START, *prompt]], device=device).expand(n, -1)
+    logits, state = model(labels, inputs)
+    logits = logits[:, -1].float()
+    tokens = []
+    scores = torch.zeros(n, device=device)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for _ in range(max_tokens):
+        logp = torch.log_softmax(logits, dim=-1)
+        logp[:, PAD] = float("-inf")
+        logp[:, START] = float("-inf")
+        if temperature <= 0:
+            choice = logp.argmax(-1)
+        else:
+            choice = _sample_from(logp / temperature, top_k, top_p, generator)
+        choice = choice.masked_fill(done, PAD)
+        scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
+        tokens.append(choice)
+        done |= choice == END
+        if bool(done.all()):
+            break
+        step_logits, state = model(labels, choice[:, None].clamp(min=START), state=state)
+        logits = step_logits[:, -1].float()
+    rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(n)]
+    out = []
+    for i, row in enumerate(rows):
+        length = row.index(END) if END in row else len(row)
+        out.append(Hypothesis(row[:length], float(scores[i])))
+    return out
+
+
+def _sample_from(scores: torch.Tensor, top_k: int, top_p: float, generator) -> torch.Tensor:
+    if top_k > 0:
+        kth = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        probs = torch.softmax(sorted_scores, dim=-1)
+        # Keep the smallest set whose mass reaches top_p (the first token always stays).
+        drop = probs.cumsum(-1) - probs > top_p
+        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+        scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,222 @@
+"""The three tasks as the training loop sees them: examples -> batches, and a dev metric.
+
+`setup_*` reads the data, trains (or reuses) a tokenizer, builds the model and returns a
+`training.Task`. The tasks differ only here: in the model and in the batch they consume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqtool.checkpoint import Checkpoint
+from seqtool.data import LabeledText, TextPair
+from seqtool.errors import SeqtoolError
+from seqtool.models import (
+    Classifier,
+    ClassifierConfig,
+    Generator,
+    GeneratorConfig,
+    Translator,
+    TranslatorConfig,
+)
+from seqtool.tokenizer import END, PAD, START, Tokenizer
+from seqtool.training import Task
+
+
+@dataclass
+class TokenizerOptions:
+    vocab_size: int = 8000
+    model_type: str = "unigram"
+    character_coverage: float = 1.0
+    path: str | None = None  # reuse a trained sentencepiece model instead
+
+    def build(self, sentences: Sequence[str], seed: int) -> Tokenizer:
+        if self.path:
+            return Tokenizer.load(self.path)
+        return Tokenizer.train(
+            sentences, self.vocab_size, self.model_type, self.character_coverage, seed
+        )
+
+
+def pad(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded [B, T] ids and their lengths [B]."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), max(1, int(lengths.max()))), PAD, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+def check_labels(records: Sequence[LabeledText], labels: Sequence[str], path: str) -> None:
+    known = set(labels)
+    for r in records:
+        if r.label not in known:
+            raise SeqtoolError(
+                f"unknown label {r.label!r} (known: {', '.join(labels)})", path, r.line or None
+            )
+
+
+def run_meta(command: str, seed: int, train_config: dict[str, Any]) -> dict[str, Any]:
+    return {"command": command, "seed": seed, "train_config": train_config}
+
+
+# ----------------------------------------------------------------------------- S1
+
+
+def classify_batch(ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None):
+    tokens, lengths = pad([s or [PAD] for s in ids])
+    lengths = lengths.clamp(min=1)
+    batch = {"tokens": tokens, "lengths": lengths}
+    if labels is not None:
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+    return batch
+
+
+def setup_classify(
+    train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
+    model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
+) -> tuple[nn.Module, Task]:
+    from seqtool.predict import classify_probabilities
+
+    labels = sorted({r.label for r in train})
+    if len(labels) < 2:
+        raise SeqtoolError(f"training data has {len(labels)} label(s); need at least 2")
+    check_labels(dev, labels, dev_path)
+    tokenizer = tokenizer_options.build([r.text for r in train], seed)
+    index = {label: i for i, label in enumerate(labels)}
+    ids = tokenizer.encode_batch([r.text for r in train])
+    y = [index[r.label] for r in train]
+    torch.manual_seed(seed)
+    model = Classifier(ClassifierConfig(tokenizer.vocab_size, len(labels), **model_options))
+    dev_texts = [r.text for r in dev]
+    dev_gold = torch.tensor([index[r.label] for r in dev])
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        probs = classify_probabilities(m, tokenizer, dev_texts)
+        return {"accuracy": float((probs.argmax(-1) == dev_gold).float().mean())}
+
+    def checkpoint(m: nn.Module) -> Checkpoint:
+        return Checkpoint("classify", m.config.to_dict(), m.state_dict(),
+                          {"src": tokenizer.model_bytes}, labels, dict(meta))
+
+    task = Task(
+        lengths=[len(s) + 1 for s in ids],
+        collate=lambda idx: classify_batch([ids[i] for i in idx], [y[i] for i in idx]),
+        evaluate=evaluate, metric="accuracy", higher_is_better=True, checkpoint=checkpoint,
+    )
+    return model, task
+
+
+# ----------------------------------------------------------------------------- S2
+
+
+def generate_batch(labels: Sequence[int], ids: Sequence[Sequence[int]]):
+    """Teacher forcing: the input is <start> c(1) ... c(T), the target c(1) ... c(T) <end>."""
+    inputs, lengths = pad([[START, *s] for s in ids])
+    targets, _ = pad([[*s, END] for s in ids])
+    return {"labels": torch.tensor(labels, dtype=torch.long), "inputs": inputs,
+            "targets": targets, "lengths": lengths}
+
+
+def generator_nll(model: Generator, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed negative log-likelihood of every sentence of a batch [B]."""
+    logits, _ = model(batch["labels"], batch["inputs"], batch["lengths"])
+    nll = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), batch["targets"], ignore_index=PAD, reduction="none"
+    )
+    return nll.sum(1)
+
+
+def setup_generate(
+    train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
+    model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
+) -> tuple[nn.Module, Task]:
+    from seqtool.predict import corpus_perplexity
+
+    labels = sorted({r.label for r in train})
+    check_labels(dev, labels, dev_path)
+    tokenizer = tokenizer_options.build([r.text for r in train], seed)
+    index = {label: i for i, label in enumerate(labels)}
+    ids = tokenizer.encode_batch([r.text for r in train])
+    y = [index[r.label] for r in train]
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(tokenizer.vocab_size, len(labels), **model_options))
+    dev_ids = tokenizer.encode_batch([r.text for r in dev])
+    dev_y = [index[r.label] for r in dev]
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return {"perplexity": corpus_perplexity(m, dev_y, dev_ids)}
+
+    def checkpoint(m: nn.Module) -> Checkpoint:
+        return Checkpoint("generate", m.config.to_dict(), m.state_dict(),
+                          {"src": tokenizer.model_bytes}, labels, dict(meta))
+
+    task = Task(
+        lengths=[len(s) + 1 for s in ids],
+        collate=lambda idx: generate_batch([y[i] for i in idx], [ids[i] for i in idx]),
+        evaluate=evaluate, metric="perplexity", higher_is_better=False, checkpoint=checkpoint,
+    )
+    return model, task
+
+
+# ----------------------------------------------------------------------------- S3
+
+
+def translate_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None):
+    s, s_len = pad([x or [END] for x in src])
+    batch = {"src": s, "src_lengths": s_len.clamp(min=1)}
+    if tgt is not None:
+        batch["tgt_in"], _ = pad([[START, *x] for x in tgt])
+        batch["tgt_out"], _ = pad([[*x, END] for x in tgt])
+    return batch
+
+
+def setup_translate(
+    train: Sequence[TextPair], dev: Sequence[TextPair], model_options: dict[str, Any],
+    tokenizer_options: TokenizerOptions, joint_vocab: bool, max_length: int, seed: int,
+    meta: dict,
+) -> tuple[nn.Module, Task]:
+    from seqtool.predict import Translation
+
+    src_texts, tgt_texts = [p.src for p in train], [p.tgt for p in train]
+    if joint_vocab:
+        src_tok = tgt_tok = tokenizer_options.build(src_texts + tgt_texts, seed)
+    else:
+        src_tok = tokenizer_options.build(src_texts, seed)
+        tgt_tok = tokenizer_options.build(tgt_texts, seed)
+    src_ids, tgt_ids = src_tok.encode_batch(src_texts), tgt_tok.encode_batch(tgt_texts)
+    keep = [i for i in range(len(train)) if len(src_ids[i]) <= max_length
+            and len(tgt_ids[i]) < max_length]
+    src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+    meta = {**meta, "train_pairs": len(keep), "dropped_too_long": len(train) - len(keep)}
+    torch.manual_seed(seed)
+    model = Translator(TranslatorConfig(
+        src_tok.vocab_size, tgt_tok.vocab_size, shared_embeddings=joint_vocab, **model_options
+    ))
+    tokenizers = {"src": src_tok.model_bytes}
+    if not joint_vocab:
+        tokenizers["tgt"] = tgt_tok.model_bytes
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        from seqtool.metrics import corpus_scores
+
+        translator = Translation(m, src_tok, tgt_tok)
+        hyps = [h.text for h in translator.translate([p.src for p in dev], beam=1)]
+        scores = corpus_scores(hyps, [p.tgt for p in dev])
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+    def checkpoint(m: nn.Module) -> Checkpoint:
+        return Checkpoint("translate", m.config.to_dict(), m.state_dict(), tokenizers, [],
+                          dict(meta))
+
+    task = Task(
+        lengths=[max(len(s), len(t) + 1) for s, t in zip(src_ids, tgt_ids, strict=True)],
+        collate=lambda idx: translate_batch([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]),
+        evaluate=evaluate, metric="bleu", higher_is_better=True, checkpoint=checkpoint,
+    )
+    return model, task

@@ -1,0 +1,101 @@
+"""A sentencepiece tokenizer whose model travels as bytes inside a checkpoint.
+
+Piece ids are fixed: 0 = <pad>, 1 = <unk>, 2 = <start>, 3 = <end>, so every model can rely on
+them. A tokenizer is trained from an iterator of sentences, never from a hidden temp file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from seqtool.errors import SeqtoolError
+
+PAD, UNK, START, END = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """Encode text to piece ids and back with a sentencepiece model."""
+
+    def __init__(self, model_bytes: bytes):
+        import sentencepiece as spm
+
+        self.model_bytes = bytes(model_bytes)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
+
+    @classmethod
+    def train(
+        cls,
+        sentences: Iterable[str],
+        vocab_size: int = 8000,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        seed: int = 0,
+    ) -> Tokenizer:
+        """Train on `sentences`. The vocabulary may come out smaller on a tiny corpus."""
+        import sentencepiece as spm
+
+        if model_type not in ("unigram", "bpe"):
+            raise SeqtoolError(f"unknown tokenizer type {model_type!r}: use unigram or bpe")
+        buffer = io.BytesIO()
+        # The unigram trainer samples sentences; fix its seed so a run is reproducible.
+        spm.set_random_generator_seed(seed)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=buffer,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                hard_vocab_limit=False,
+                pad_id=PAD,
+                unk_id=UNK,
+                bos_id=START,
+                eos_id=END,
+                pad_piece="<pad>",
+                unk_piece="<unk>",
+                bos_piece="<start>",
+                eos_piece="<end>",
+                num_threads=1,
+                minloglevel=2,
+                max_sentence_length=16384,
+                train_extremely_large_corpus=False,
+            )
+        except RuntimeError as e:
+            raise SeqtoolError(f"tokenizer training failed: {e}") from None
+        return cls(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Load a `.model` file written by `save` or by sentencepiece itself."""
+        try:
+            return cls(Path(path).read_bytes())
+        except OSError as e:
+            raise SeqtoolError(f"cannot read tokenizer: {e.strerror}", str(path)) from None
+        except RuntimeError:
+            raise SeqtoolError("not a sentencepiece model", str(path)) from None
+
+    def save(self, path: str | Path) -> None:
+        from seqtool.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), self.model_bytes)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.sp.encode(list(texts))
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) > END])
