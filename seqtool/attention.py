@@ -37,16 +37,22 @@ class Attention(nn.Module):
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """query [B, Q]; keys [B, S, *]; values [B, S, V]; mask [B, S] True at real tokens.
+        """query [B, Q] (one step) or [B, T, Q] (all steps at once); keys [B, S, *];
+        values [B, S, V]; mask [B, S], True at real tokens.
 
-        Returns the context [B, V] and the weights [B, S].
+        Returns the context [B, (T,) V] and the weights [B, (T,) S].
         """
+        one_step = query.dim() == 2
+        if one_step:
+            query = query.unsqueeze(1)
         if self.kind == "bahdanau":
-            energy = torch.tanh(keys + self.query_proj(query).unsqueeze(1))
-            scores = self.energy(energy).squeeze(2)
+            energy = torch.tanh(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))
+            scores = self.energy(energy).squeeze(-1)
         else:
-            scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
-        scores = scores.float().masked_fill(~mask, float("-inf"))
+            scores = torch.bmm(query, keys.transpose(1, 2))
+        scores = scores.float().masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
-        context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)
+        context = torch.bmm(weights.to(values.dtype), values)
+        if one_step:
+            return context.squeeze(1), weights.squeeze(1)
         return context, weights

@@ -28,6 +28,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -86,7 +89,8 @@ class Checkpoint:
             "meta": json.dumps(meta),
             "weights": weights,
             "tokenizers": {
-                k: torch.frombuffer(bytearray(v), dtype=torch.uint8) for k, v in self.tokenizers.items()
+                k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
+                for k, v in self.tokenizers.items()
             },
         }
         if self.train_state is not None:
@@ -108,7 +112,9 @@ class Checkpoint:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError):
-            raise SeqtoolError("not a seqtool checkpoint (unreadable or unsafe)", str(path)) from None
+            raise SeqtoolError(
+                "not a seqtool checkpoint (unreadable or unsafe)", str(path)
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise SeqtoolError("not a seqtool checkpoint", str(path))
         if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -200,6 +200,7 @@ def training_options(f):
         click.option("--tokenizer-type", type=click.Choice(["unigram", "bpe"]),
                      default="unigram", show_default=True),
         click.option("--character-coverage", default=1.0, show_default=True),
+        click.option("--lowercase", is_flag=True, help="Case-fold text in the tokenizer."),
         click.option("--tokenizer", "tokenizer_path", type=click.Path(dir_okay=False),
                      help="Reuse a trained sentencepiece .model instead of training one."),
         click.option("--quiet", "-q", is_flag=True),
@@ -222,7 +223,7 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     out = Path(opts["out"])
     config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS})
     tok = TokenizerOptions(opts["vocab_size"], opts["tokenizer_type"],
-                           opts["character_coverage"], opts["tokenizer_path"])
+                           opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"])
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
                     {k: opts[k] for k in TRAIN_KEYS})
     model, task = setup(tok, meta)
@@ -430,9 +431,9 @@ def embed(texts, model, input_path, out):
             emit([json.dumps({"text": t, "vector": [round(x, 5) for x in v.tolist()]},
                              ensure_ascii=False) for t, v in zip(part, vectors)])
     if out:
-        from seqtool.checkpoint import atomic_write_bytes
-
         import io
+
+        from seqtool.checkpoint import atomic_write_bytes
 
         buffer = io.BytesIO()
         dim = loaded.model.encoding_dim

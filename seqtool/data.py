@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from seqtool.errors import SeqtoolError
 
@@ -147,7 +146,9 @@ def read_parallel(src: str | Path, tgt: str | Path | None = None) -> list[TextPa
                 continue
             if not s or not t:
                 bad = src if not s else tgt
-                raise SeqtoolError("empty line where its partner is not", _display_name(bad), number)
+                raise SeqtoolError(
+                    "empty line where its partner is not", _display_name(bad), number
+                )
             pairs.append(TextPair(s, t))
     if not pairs:
         raise SeqtoolError("file is empty: no records", _display_name(src))

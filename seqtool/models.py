@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtool.attention import Attention
@@ -233,7 +233,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor):
-        """Encoder states [B, S, 2H] and the last layer's final states of both directions [B, 2H]."""
+        """Encoder states [B, S, 2H] and the last layer's final states, both directions [B, 2H]."""
         out, h_n = run_packed(self.rnn, self.dropout(self.embedding(src)), lengths)
         if isinstance(h_n, tuple):  # LSTM: (h, c)
             h_n = h_n[0]
@@ -264,6 +264,21 @@ class Decoder(nn.Module):
         if c.rnn == "lstm":
             return [(h, torch.zeros_like(h)) for h in hidden]
         return list(hidden)
+
+    def run_all(self, emb: torch.Tensor, state: State) -> torch.Tensor:
+        """The decoder RNN over all target steps at once [B, T, H]: without input feeding
+        the recurrence needs no attention, so one fused RNN call replaces the step loop."""
+        c = self.config
+        weights = [w for cell in self.cells
+                   for w in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+        dropout = c.dropout if self.training else 0.0
+        if c.rnn == "lstm":
+            h0 = torch.stack([h for h, _ in state])
+            c0 = torch.stack([m for _, m in state])
+            return _VF.lstm(emb, (h0, c0), weights, True, len(self.cells), dropout,
+                            self.training, False, True)[0]
+        return _VF.gru(emb, torch.stack(state), weights, True, len(self.cells), dropout,
+                       self.training, False, True)[0]
 
     def step(
         self,
@@ -314,6 +329,9 @@ class Translator(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict[str, Any]:
         """Everything the decoder needs about a batch of source sentences."""
         values, final = self.encoder(src, src_lengths)
+        if torch.is_autocast_enabled(values.device.type):
+            # Cast once here rather than at every decoder step's weighted sum.
+            values = values.to(torch.get_autocast_dtype(values.device.type))
         return {
             "values": values,
             "keys": self.decoder.attention.precompute(values),
@@ -336,28 +354,38 @@ class Translator(nn.Module):
     def forward(
         self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
     ) -> torch.Tensor:
-        """Teacher-forced logits [B, T, V]: the decoder reads the reference c(t-1) at step t."""
+        """Teacher-forced attentional vectors [B, T, H]: the decoder reads the reference c(t-1)
+        at step t; `decoder.output` turns them into logits."""
         memory = self.encode(src, src_lengths)
         emb = self.decoder.dropout(self.decoder.embedding(tgt_in))
+        if not self.config.input_feeding:
+            # Everything in parallel over time: RNN, then attention, then the combination.
+            hidden = self.decoder.run_all(emb, memory["state"])
+            context, _ = self.decoder.attention(
+                hidden, memory["keys"], memory["values"], memory["mask"])
+            attentional = torch.tanh(self.decoder.combine(torch.cat([hidden, context], -1)))
+            return self.decoder.dropout(attentional)
         state, attentional = memory["state"], memory["attentional"]
         outputs = []
-        for t in range(tgt_in.size(1)):
+        # unbind, not emb[:, t]: indexing would cost a full-size zero gradient at every step.
+        for emb_t in emb.unbind(1):
             attentional, state, _ = self.decoder.step(
-                emb[:, t], state, attentional, memory["keys"], memory["values"], memory["mask"]
+                emb_t, state, attentional, memory["keys"], memory["values"], memory["mask"]
             )
             outputs.append(attentional)
-        # One large output projection for all steps is much faster than one per step.
-        hidden = self.decoder.dropout(torch.stack(outputs, dim=1))
-        return self.decoder.output(hidden)
+        return self.decoder.dropout(torch.stack(outputs, dim=1))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        logits = self(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        hidden = self(batch["src"], batch["src_lengths"], batch["tgt_in"])
         targets = batch["tgt_out"]
+        real = targets != PAD
+        # One output projection for all real target tokens at once: the vocabulary-sized
+        # logits are the largest tensors of a step, so padding rows are dropped before them.
+        logits = self.decoder.output(hidden[real])
         loss = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum",
-            label_smoothing=self.config.label_smoothing,
+            logits, targets[real], reduction="sum", label_smoothing=self.config.label_smoothing
         )
-        return loss, int((targets != PAD).sum())
+        return loss, int(real.sum())
 
 
 MODELS = {

@@ -34,12 +34,14 @@ class TokenizerOptions:
     model_type: str = "unigram"
     character_coverage: float = 1.0
     path: str | None = None  # reuse a trained sentencepiece model instead
+    lowercase: bool = False
 
     def build(self, sentences: Sequence[str], seed: int) -> Tokenizer:
         if self.path:
             return Tokenizer.load(self.path)
         return Tokenizer.train(
-            sentences, self.vocab_size, self.model_type, self.character_coverage, seed
+            sentences, self.vocab_size, self.model_type, self.character_coverage, seed,
+            self.lowercase,
         )
 
 

@@ -32,6 +32,7 @@ class Tokenizer:
         model_type: str = "unigram",
         character_coverage: float = 1.0,
         seed: int = 0,
+        lowercase: bool = False,
     ) -> Tokenizer:
         """Train on `sentences`. The vocabulary may come out smaller on a tiny corpus."""
         import sentencepiece as spm
@@ -48,6 +49,8 @@ class Tokenizer:
                 vocab_size=vocab_size,
                 model_type=model_type,
                 character_coverage=character_coverage,
+                # Case folding happens inside the model, so it also applies at prediction time.
+                normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
                 hard_vocab_limit=False,
                 pad_id=PAD,
                 unk_id=UNK,

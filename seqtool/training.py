@@ -282,6 +282,7 @@ class Trainer:
         )
         stop = False
         started = time.perf_counter() - self.train_seconds
+        last_log = time.perf_counter()
         interrupted = False
         try:
             with progress:
@@ -291,15 +292,21 @@ class Trainer:
                                             loss=0.0, tps=0.0, completed=self.batch_in_epoch)
                     while self.batch_in_epoch < len(batches):
                         t0 = time.perf_counter()
-                        loss, units = self.train_batch(batches[self.batch_in_epoch])
+                        indices = batches[self.batch_in_epoch]
+                        loss, units = self.train_batch(indices)
                         self.train_seconds += time.perf_counter() - t0
-                        self.tokens_seen += units
+                        self.tokens_seen += sum(self.task.lengths[i] for i in indices)
                         self.window_loss += loss
                         self.window_units += units
                         self.step += 1
                         self.batch_in_epoch += 1
-                        progress.update(bar, advance=1, loss=loss / max(1, units),
-                                        tps=self.tokens_seen / max(1e-9, self.train_seconds))
+                        tps = self.tokens_seen / max(1e-9, self.train_seconds)
+                        progress.update(bar, advance=1, loss=loss / max(1, units), tps=tps)
+                        if progress.disable and time.perf_counter() - last_log > 60:
+                            # No live bar (a log file, CI): a line a minute shows progress.
+                            last_log = time.perf_counter()
+                            self.log(f"step {self.step} epoch {self.epoch + 1}: "
+                                     f"loss {loss / max(1, units):.4f}, {tps:.0f} tok/s")
                         out_of_time = bool(c.max_minutes) and (
                             time.perf_counter() - started > 60 * c.max_minutes
                         )

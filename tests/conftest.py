@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny models trained once per test session on the toy corpus."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqtool.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ROOT / "corpora" / "toy"
+
+TINY_CLASSIFY = ["--epochs", "60", "--vocab-size", "60", "--embed-dim", "16", "--hidden-dim",
+                 "16", "--max-tokens", "64", "--lr", "0.01", "--warmup-steps", "0",
+                 "--schedule", "constant", "--patience", "1000", "--quiet"]
+TINY_GENERATE = ["--epochs", "150", "--vocab-size", "60", "--embed-dim", "32", "--hidden-dim",
+                 "64", "--max-tokens", "400", "--lr", "0.01", "--warmup-steps", "0",
+                 "--schedule", "constant", "--patience", "1000", "--dropout", "0", "--quiet"]
+TINY_TRANSLATE = ["--epochs", "250", "--vocab-size", "90", "--embed-dim", "48",
+                  "--hidden-dim", "48", "--attention-dim", "48", "--max-tokens", "400",
+                  "--lr", "0.01", "--warmup-steps", "0", "--schedule", "constant",
+                  "--patience", "1000", "--eval-every", "50", "--dropout", "0",
+                  "--label-smoothing", "0", "--quiet"]
+
+
+def run_cli(*args: str, input: str | None = None, ok: bool = True):
+    """Invoke the CLI in-process; by default assert success and return the result."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def run_seqtool(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real `seqtool` process (for exit codes, stderr and pipes)."""
+    return subprocess.run([sys.executable, "-m", "seqtool.cli", *map(str, args)], input=input,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def toy_classifier(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cls") / "toy.pt"
+    data = TOY / "sentiment.tsv"
+    run_cli("train", "classify", "--train", data, "--dev", data, "--out", out, *TINY_CLASSIFY)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_generator(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "toy.pt"
+    data = TOY / "sentiment.tsv"
+    run_cli("train", "generate", "--train", data, "--dev", data, "--out", out, *TINY_GENERATE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_translator(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tr") / "toy.pt"
+    data = TOY / "en-de.tsv"
+    run_cli("train", "translate", "--train", data, "--dev", data, "--out", out, *TINY_TRANSLATE)
+    return out

@@ -1,0 +1,124 @@
+"""The command line as a user meets it: help, pipes, formats, errors, configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, TOY, run_cli, run_seqtool
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from seqtool.cli import cli\n"
+            "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_every_command_has_an_example():
+    for path in (["classify"], ["generate"], ["translate"], ["embed"], ["info"], ["tokenize"],
+                 ["tokenizer", "train"], ["train", "classify"], ["train", "generate"],
+                 ["train", "translate"], ["evaluate", "classify"], ["evaluate", "generate"],
+                 ["evaluate", "translate"]):
+        out = run_cli(*path, "--help").output
+        assert "Example" in out, path
+
+
+def test_version():
+    assert "seqtool, version" in run_cli("--version").output
+
+
+def test_classify_arguments_stdin_and_formats(toy_classifier):
+    out = run_cli("classify", "-m", toy_classifier, "--format", "tsv", "I love my cat.").output
+    label, prob, text = out.strip().split("\t")
+    assert label == "positive" and 0.5 < float(prob) <= 1 and text == "I love my cat."
+    lines = ["Cats and dogs are not allowed.", "", "I love my cat."]
+    out = run_cli("classify", "-m", toy_classifier, "--format", "jsonl",
+                  input="\n".join(lines) + "\n").output.splitlines()
+    records = [json.loads(x) for x in out]
+    assert [r["text"] for r in records] == lines  # input order, empty line kept
+    assert records[0]["label"] == "negative"
+    assert abs(sum(records[0]["probabilities"].values()) - 1) < 1e-4
+
+
+def test_closed_pipe_exits_quietly(toy_classifier):
+    cmd = (f"yes 'I love my cat.' | head -n 3000 | {sys.executable} -m seqtool.cli classify "
+           f"-m {toy_classifier} | head -n 1")
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
+    assert p.stdout.startswith("positive")
+    assert "Traceback" not in p.stderr
+
+
+def test_evaluate_classify_json_and_unknown_label(toy_classifier, tmp_path):
+    report = json.loads(run_cli("evaluate", "classify", "-m", toy_classifier, "--data",
+                                TOY / "sentiment.tsv", "--json").output)
+    assert report["accuracy"] == 1.0 and report["confusion"] == [[3, 0], [0, 2]]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("positive\tI love my cat.\nneutral\tA cat.\n")
+    p = run_seqtool("evaluate", "classify", "-m", toy_classifier, "--data", bad)
+    assert p.returncode != 0
+    assert f"{bad}:2: unknown label 'neutral'" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_training_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "train.tsv"
+    bad.write_bytes(b"positive\tgood\nnegative bad\n")
+    p = run_seqtool("train", "classify", "--train", bad, "--dev", bad, "--out", tmp_path / "m.pt")
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"Error: {bad}:2: missing tab: expected 'label<TAB>text'"
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"not a checkpoint")
+    p = run_seqtool("classify", "-m", fake, "hello")
+    assert p.returncode == 1 and "not a seqtool checkpoint" in p.stderr
+
+
+def test_tokenizer_train_and_tokenize_roundtrip(tmp_path):
+    model = tmp_path / "tok.model"
+    run_cli("tokenizer", "train", "--column", "2", "--vocab-size", "50", "--out", model,
+            TOY / "sentiment.tsv")
+    pieces = run_cli("tokenize", "-m", model, "I love my cat.").output.strip()
+    assert "▁" in pieces
+    assert run_cli("tokenize", "-m", model, "--decode", input=pieces + "\n").output.strip() \
+        == "I love my cat."
+    ids = run_cli("tokenize", "-m", model, "--ids", "I love my cat.").output.split()
+    assert all(i.isdigit() for i in ids)
+
+
+def test_config_file_supplies_options(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 2\nhidden-dim = 8\nembed-dim = 8\nvocab-size = 40\n'
+                      'max-tokens = 64\nquiet = true\n')
+    out = tmp_path / "m.pt"
+    data = TOY / "sentiment.tsv"
+    run_cli("train", "classify", "--config", config, "--train", data, "--dev", data,
+            "--out", out)
+    summary = json.loads(run_cli("info", out, "--json").output)
+    assert summary["model_config"]["hidden_dim"] == 8
+    assert summary["train_config"]["epochs"] == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochz = 2\n")
+    result = run_cli("train", "classify", "--config", bad, "--train", data, "--dev", data,
+                     "--out", out, ok=False)
+    assert result.exit_code != 0 and "unknown option(s): epochz" in result.output
+
+
+def test_embed_jsonl_and_npy(toy_classifier, tmp_path):
+    import numpy as np
+
+    out = run_cli("embed", "-m", toy_classifier, "I love my cat.", "It rains.").output
+    vectors = [json.loads(x)["vector"] for x in out.splitlines()]
+    assert len(vectors) == 2 and len(vectors[0]) == 32
+    npy = tmp_path / "v.npy"
+    run_cli("embed", "-m", toy_classifier, "--out", npy, input="a\nb\nc\n")
+    assert np.load(npy).shape == (3, 32)
+
+
+def test_readme_has_exactly_two_fresh_machine_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count("<!-- fresh-machine command -->") == 2
