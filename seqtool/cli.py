@@ -255,6 +255,8 @@ def train() -> None:
 @click.option("--dropout", default=0.3, show_default=True)
 @click.option("--pooling", type=click.Choice(["max", "mean", "last"]), default="max",
               show_default=True)
+@click.option("--subword-sampling", default=0.0, show_default=True,
+              help="Sample segmentations with this alpha while training (0 = off).")
 def train_classify(train_path, dev_path, **opts):
     """Train a GRU sequence -> class model (S1).
 
@@ -268,9 +270,10 @@ def train_classify(train_path, dev_path, **opts):
 
     model_opts = {k: opts.pop(k) for k in
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling")}
+    alpha = opts.pop("subword_sampling")
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("classify", opts, lambda tok, meta: setup_classify(
-        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta))
+        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, alpha))
 
 
 @train.command("generate")
@@ -491,8 +494,10 @@ def generate(model, label, count, prompt, temperature, top_k, top_p, max_tokens,
               help="Save the attention matrix of the first sentence as a PNG.")
 @click.option("--show-attention", is_flag=True,
               help="Print the attention matrix of each sentence to stderr.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+              show_default=True, help="bf16 runs the matrix products in bfloat16 (faster).")
 def translate(texts, model, input_path, beam, length_penalty, n_best, max_length_ratio,
-              batch_size, fmt, attention_png, show_attention):
+              batch_size, fmt, attention_png, show_attention, precision):
     """Translate sentences (S3): one translation per input line, in order.
 
     \b
@@ -507,7 +512,7 @@ def translate(texts, model, input_path, beam, length_penalty, n_best, max_length
     if beam < 1 or n_best < 1 or n_best > max(beam, 1):
         raise SeqtoolError("need --beam >= 1 and 1 <= --n-best <= --beam")
     loaded = load(model, "translate")
-    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer)
+    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
     want_attention = bool(attention_png or show_attention)
     first = True
     for part in chunked(read_texts(texts, input_path), 512):
@@ -604,7 +609,10 @@ def evaluate_generate(model, data, judge, train_path, samples, temperature, seed
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Also write the translations.")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, as_json):
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+              show_default=True, help="bf16 runs the matrix products in bfloat16 (faster).")
+def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, as_json,
+                       precision):
     """BLEU and chrF (sacrebleu, detokenized) and decoding speed.
 
     \b
@@ -615,7 +623,8 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, a
     from seqtool.evaluation import evaluate_translator
     from seqtool.report import print_translation
 
-    report = evaluate_translator(model, src, ref, beam, length_penalty, batch_size, out)
+    report = evaluate_translator(model, src, ref, beam, length_penalty, batch_size, out,
+                                 precision)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

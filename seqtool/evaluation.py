@@ -107,14 +107,14 @@ def evaluate_generator(
 
 def evaluate_translator(
     model_path: str | None, src: str, ref: str, beam: int, alpha: float, batch_size: int,
-    out: str | None,
+    out: str | None, precision: str = "fp32",
 ) -> dict[str, Any]:
     from seqtool.predict import Translation, load
 
     start = time.perf_counter()
     loaded = load(model_path, "translate")
     pairs = read_parallel(src, ref)
-    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer)
+    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
     results = translation.translate([p.src for p in pairs], beam, alpha, batch_size=batch_size)
     seconds = time.perf_counter() - start
     hyps = [r.text for r in results]
@@ -125,7 +125,7 @@ def evaluate_translator(
     report = corpus_scores(hyps, [p.tgt for p in pairs])
     tokens = sum(len(r.target_pieces) for r in results)
     report.update({
-        "src": src, "ref": ref, "beam": beam, "length_penalty": alpha,
+        "src": src, "ref": ref, "beam": beam, "length_penalty": alpha, "precision": precision,
         "sentences": len(pairs), "seconds": round(seconds, 2),
         "sentences_per_s": round(len(pairs) / seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1),

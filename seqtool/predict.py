@@ -20,6 +20,7 @@ from seqtool.errors import SeqtoolError
 from seqtool.models import build_model
 from seqtool.search import Hypothesis, beam_search, greedy, sample
 from seqtool.tokenizer import Tokenizer
+from seqtool.training import autocast
 
 DEFAULT_MODELS = {
     "classify": "sentiment-gru.pt",
@@ -172,8 +173,11 @@ class TranslationResult:
 class Translation:
     """Translate lists of sentences with a `Translator` in length-sorted batches."""
 
-    def __init__(self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer):
+    def __init__(
+        self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer, precision: str = "fp32"
+    ):
         self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
+        self.precision = precision
 
     @torch.no_grad()
     def translate(
@@ -197,11 +201,13 @@ class Translation:
             src = batch["src"].to(device)
             lengths = batch["src_lengths"]
             limits = (lengths.double() * max_length_ratio + 5).long()
-            if beam <= 1:
-                hyps = [[h] for h in greedy(self.model, src, lengths, limits, with_attention)]
-            else:
-                hyps = beam_search(self.model, src, lengths, limits, beam, alpha, n_best,
-                                   with_attention)
+            with autocast(device, self.precision):
+                if beam <= 1:
+                    hyps = [[h] for h in greedy(self.model, src, lengths, limits,
+                                                with_attention)]
+                else:
+                    hyps = beam_search(self.model, src, lengths, limits, beam, alpha, n_best,
+                                       with_attention)
             for i, hs in zip(rows, hyps, strict=True):
                 best = hs[0]
                 results[i] = TranslationResult(

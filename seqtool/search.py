@@ -68,70 +68,69 @@ def beam_search(
     """Batched beam search; returns the `n_best` finished hypotheses of every sentence.
 
     Each step scores beam * vocabulary continuations per sentence and keeps the best 2 * beam:
-    those that end (<end>, or the sentence's length limit) are set aside with their
-    length-normalised score, the best `beam` others stay alive. A sentence is done once it has
-    `beam` finished hypotheses.
+    those that end (<end>, or the sentence's length limit) among the best `beam` are set aside
+    with their length-normalised score, the best `beam` others stay alive. A sentence is done
+    once it has `beam` finished hypotheses; done sentences leave the batch, so the remaining
+    steps cost only what is still being searched.
     """
     device = src.device
-    batch, k = src.size(0), beam
-    rows = torch.arange(batch, device=device).repeat_interleave(k)
-    memory = _select_memory(model.encode(src, src_lengths), rows)
+    k = beam
+    batch = src.size(0)
+    memory = _select_memory(model.encode(src, src_lengths),
+                            torch.arange(batch, device=device).repeat_interleave(k))
     alive = torch.full((batch, k), float("-inf"), device=device)
     alive[:, 0] = 0.0
     prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
-    att_history = None
+    att_history: torch.Tensor | None = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    done = [False] * batch
-    limits = max_lengths.tolist()
-    vocab = None
-    for t in range(int(max(limits))):
+    active = list(range(batch))  # original sentence index of each row group
+    limits = [int(x) for x in max_lengths.tolist()]
+    src_len = [int(x) for x in src_lengths.tolist()]
+    t = 0
+    while active:
         logp, memory, weights = model.decode_step(memory, prev)
         vocab = logp.size(-1)
+        n = len(active)
         if with_attention:
             w = weights.unsqueeze(1)
             att_history = w if att_history is None else torch.cat([att_history, w], 1)
-        candidates = (alive.view(-1, 1) + logp).view(batch, k * vocab)
+        candidates = (alive.view(-1, 1) + logp).view(n, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)
         top_beam, top_token = top_index // vocab, top_index % vocab
-        ends = top_token == END
-        at_limit = torch.tensor([t + 1 >= lim for lim in limits], device=device)
-        ends |= at_limit[:, None]
-        # Set aside finished hypotheses: those among the best `k` candidates.
+        at_limit = torch.tensor([t + 1 >= limits[b] for b in active], device=device)
+        ends = (top_token == END) | at_limit[:, None]
         end_rows = (ends[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
-        if end_rows:
-            for b, j in end_rows:
-                if done[b]:
-                    continue
-                r = b * k + int(top_beam[b, j])
-                toks = history[r].tolist()
-                if int(top_token[b, j]) != END:
-                    toks.append(int(top_token[b, j]))
-                a = None
-                if att_history is not None:
-                    a = att_history[r, : len(toks), : int(src_lengths[b])].tolist()
-                finished[b].append(Hypothesis(
-                    toks, float(top_scores[b, j]) / length_penalty(len(toks) + 1, alpha), a
-                ))
-            for b in range(batch):
-                if not done[b] and (len(finished[b]) >= k or t + 1 >= limits[b]):
-                    done[b] = True
-        if all(done):
+        for i, j in end_rows:
+            b = active[i]
+            r = i * k + int(top_beam[i, j])
+            tokens = history[r].tolist()
+            if int(top_token[i, j]) != END:
+                tokens.append(int(top_token[i, j]))
+            attention = None
+            if att_history is not None:
+                attention = att_history[r, : len(tokens), : src_len[b]].tolist()
+            score = float(top_scores[i, j]) / length_penalty(len(tokens) + 1, alpha)
+            finished[b].append(Hypothesis(tokens, score, attention))
+        still = [i for i, b in enumerate(active)
+                 if len(finished[b]) < k and t + 1 < limits[b]]
+        t += 1
+        if not still:
             break
-        # The best k candidates that did not end stay alive.
+        # The best k candidates that did not end stay alive, for the sentences still open.
         masked = top_scores.masked_fill(ends, float("-inf"))
         alive, keep = masked.topk(k, dim=1)
-        origin = (torch.arange(batch, device=device)[:, None] * k
-                  + top_beam.gather(1, keep)).view(-1)
-        prev = top_token.gather(1, keep).view(-1)
+        origin = (torch.arange(n, device=device)[:, None] * k + top_beam.gather(1, keep))
+        prev = top_token.gather(1, keep)
+        if len(still) < n:
+            rows = torch.tensor(still, device=device)
+            alive, origin, prev = alive[rows], origin[rows], prev[rows]
+            active = [active[i] for i in still]
+        origin, prev = origin.view(-1), prev.view(-1)
         memory = _select_memory(memory, origin)
         history = torch.cat([history[origin], prev[:, None]], dim=1)
         if att_history is not None:
             att_history = att_history[origin]
-        # A done sentence's rows keep decoding (batched), but can never finish again.
-        for b in range(batch):
-            if done[b]:
-                alive[b] = float("-inf")
     results = []
     for b in range(batch):
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)[:n_best]

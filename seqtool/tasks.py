@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,37 +80,72 @@ def classify_batch(ids: Sequence[Sequence[int]], labels: Sequence[int] | None = 
     return batch
 
 
+@dataclass
+class LabeledData:
+    """Labelled training data made ready for S1 and S2: labels, tokenizer and piece ids."""
+
+    labels: list[str]
+    tokenizer: Tokenizer
+    ids: list[list[int]]
+    y: list[int]
+
+    @classmethod
+    def prepare(
+        cls, train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
+        tokenizer_options: TokenizerOptions, seed: int, min_labels: int = 1,
+    ) -> LabeledData:
+        labels = sorted({r.label for r in train})
+        if len(labels) < min_labels:
+            raise SeqtoolError(
+                f"training data has {len(labels)} label(s); need at least {min_labels}")
+        check_labels(dev, labels, dev_path)
+        tokenizer = tokenizer_options.build([r.text for r in train], seed)
+        index = {label: i for i, label in enumerate(labels)}
+        return cls(labels, tokenizer, tokenizer.encode_batch([r.text for r in train]),
+                   [index[r.label] for r in train])
+
+    def encode(self, records: Sequence[LabeledText]) -> tuple[list[list[int]], list[int]]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        return (self.tokenizer.encode_batch([r.text for r in records]),
+                [index[r.label] for r in records])
+
+    def checkpoint(self, task: str, meta: dict) -> Callable[[nn.Module], Checkpoint]:
+        return lambda m: Checkpoint(task, m.config.to_dict(), m.state_dict(),
+                                    {"src": self.tokenizer.model_bytes}, self.labels, dict(meta))
+
+
 def setup_classify(
     train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
+    subword_alpha: float = 0.0,
 ) -> tuple[nn.Module, Task]:
     from seqtool.predict import classify_probabilities
 
-    labels = sorted({r.label for r in train})
-    if len(labels) < 2:
-        raise SeqtoolError(f"training data has {len(labels)} label(s); need at least 2")
-    check_labels(dev, labels, dev_path)
-    tokenizer = tokenizer_options.build([r.text for r in train], seed)
-    index = {label: i for i, label in enumerate(labels)}
-    ids = tokenizer.encode_batch([r.text for r in train])
-    y = [index[r.label] for r in train]
+    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed, min_labels=2)
     torch.manual_seed(seed)
-    model = Classifier(ClassifierConfig(tokenizer.vocab_size, len(labels), **model_options))
+    model = Classifier(ClassifierConfig(data.tokenizer.vocab_size, len(data.labels),
+                                        **model_options))
     dev_texts = [r.text for r in dev]
-    dev_gold = torch.tensor([index[r.label] for r in dev])
+    dev_gold = torch.tensor(data.encode(dev)[1])
+    texts = [r.text for r in train]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        probs = classify_probabilities(m, tokenizer, dev_texts)
+        probs = classify_probabilities(m, data.tokenizer, dev_texts)
         return {"accuracy": float((probs.argmax(-1) == dev_gold).float().mean())}
 
-    def checkpoint(m: nn.Module) -> Checkpoint:
-        return Checkpoint("classify", m.config.to_dict(), m.state_dict(),
-                          {"src": tokenizer.model_bytes}, labels, dict(meta))
+    def collate(idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        if subword_alpha > 0:
+            # A fresh segmentation per batch; seeded by the batch so runs and resumes repeat.
+            batch_seed = zlib.crc32(f"{seed}:{','.join(map(str, idx))}".encode())
+            ids = data.tokenizer.encode_batch([texts[i] for i in idx], subword_alpha,
+                                              batch_seed)
+        else:
+            ids = [data.ids[i] for i in idx]
+        return classify_batch(ids, [data.y[i] for i in idx])
 
     task = Task(
-        lengths=[len(s) + 1 for s in ids],
-        collate=lambda idx: classify_batch([ids[i] for i in idx], [y[i] for i in idx]),
-        evaluate=evaluate, metric="accuracy", higher_is_better=True, checkpoint=checkpoint,
+        lengths=[len(s) + 1 for s in data.ids], collate=collate, evaluate=evaluate,
+        metric="accuracy", higher_is_better=True, checkpoint=data.checkpoint("classify", meta),
     )
     return model, task
 
@@ -140,28 +176,20 @@ def setup_generate(
 ) -> tuple[nn.Module, Task]:
     from seqtool.predict import corpus_perplexity
 
-    labels = sorted({r.label for r in train})
-    check_labels(dev, labels, dev_path)
-    tokenizer = tokenizer_options.build([r.text for r in train], seed)
-    index = {label: i for i, label in enumerate(labels)}
-    ids = tokenizer.encode_batch([r.text for r in train])
-    y = [index[r.label] for r in train]
+    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed)
     torch.manual_seed(seed)
-    model = Generator(GeneratorConfig(tokenizer.vocab_size, len(labels), **model_options))
-    dev_ids = tokenizer.encode_batch([r.text for r in dev])
-    dev_y = [index[r.label] for r in dev]
+    model = Generator(GeneratorConfig(data.tokenizer.vocab_size, len(data.labels),
+                                      **model_options))
+    dev_ids, dev_y = data.encode(dev)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         return {"perplexity": corpus_perplexity(m, dev_y, dev_ids)}
 
-    def checkpoint(m: nn.Module) -> Checkpoint:
-        return Checkpoint("generate", m.config.to_dict(), m.state_dict(),
-                          {"src": tokenizer.model_bytes}, labels, dict(meta))
-
     task = Task(
-        lengths=[len(s) + 1 for s in ids],
-        collate=lambda idx: generate_batch([y[i] for i in idx], [ids[i] for i in idx]),
-        evaluate=evaluate, metric="perplexity", higher_is_better=False, checkpoint=checkpoint,
+        lengths=[len(s) + 1 for s in data.ids],
+        collate=lambda idx: generate_batch([data.y[i] for i in idx], [data.ids[i] for i in idx]),
+        evaluate=evaluate, metric="perplexity", higher_is_better=False,
+        checkpoint=data.checkpoint("generate", meta),
     )
     return model, task
 

@@ -91,8 +91,18 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.sp.encode(list(texts))
+    def encode_batch(
+        self, texts: Sequence[str], sample_alpha: float = 0.0, seed: int = 0
+    ) -> list[list[int]]:
+        """Piece ids per text; with `sample_alpha` > 0 one segmentation is sampled per text
+        (subword regularisation, Kudo 2018), reproducibly for a given `seed`."""
+        if sample_alpha <= 0:
+            return self.sp.encode(list(texts))
+        import sentencepiece as spm
+
+        spm.set_random_generator_seed(seed)
+        return self.sp.encode(list(texts), enable_sampling=True, alpha=sample_alpha,
+                              nbest_size=-1, num_threads=1)
 
     def pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)

@@ -107,3 +107,24 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     b = Checkpoint.load(last_path(double))
     assert a.train_state["step"] == b.train_state["step"] > 0
     assert weights_equal(a, b, atol=1e-5)
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
+    import signal
+
+    out = tmp_path / "m.pt"
+    args = [sys.executable, "-m", "seqtool.cli", "train", "classify", "--train", str(DATA),
+            "--dev", str(DATA), "--out", str(out), *TINY_CLASSIFY[:-1], "--epochs", "100000"]
+    p = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:  # wait until training is under way
+        if line.startswith("step "):
+            break
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert "interrupted at step" in err and "Traceback" not in err
+    state = Checkpoint.load(last_path(out)).train_state
+    assert state["step"] > 0
+    run_cli("train", "classify", "--train", DATA, "--dev", DATA, "--out", out,
+            *TINY_CLASSIFY, "--epochs", str(state["epoch"] + 2), "--resume")
+    assert Checkpoint.load(last_path(out)).train_state["step"] > state["step"]
