@@ -196,6 +196,8 @@ def training_options(f):
         click.option("--max-steps", default=0, help="Stop after N steps (0 = no limit)."),
         click.option("--max-minutes", default=0.0, help="Stop after N minutes (0 = no limit)."),
         click.option("--half-checkpoint", is_flag=True, help="Store best weights in fp16."),
+        click.option("--ema", default=0.0, show_default=True,
+                     help="Evaluate and keep a moving average of the weights (e.g. 0.999)."),
         click.option("--vocab-size", default=8000, show_default=True),
         click.option("--tokenizer-type", type=click.Choice(["unigram", "bpe"]),
                      default="unigram", show_default=True),
@@ -212,7 +214,7 @@ def training_options(f):
 
 TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warmup_steps",
               "schedule", "clip_norm", "eval_every", "patience", "max_steps", "max_minutes",
-              "half_checkpoint", "quiet")
+              "half_checkpoint", "ema", "quiet")
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
