@@ -257,6 +257,8 @@ def train() -> None:
 @click.option("--dropout", default=0.3, show_default=True)
 @click.option("--pooling", type=click.Choice(["max", "mean", "last"]), default="max",
               show_default=True)
+@click.option("--ensemble", default=1, show_default=True,
+              help="Train N GRUs together and average their predictions.")
 @click.option("--subword-sampling", default=0.0, show_default=True,
               help="Sample segmentations with this alpha while training (0 = off).")
 def train_classify(train_path, dev_path, **opts):
@@ -271,7 +273,8 @@ def train_classify(train_path, dev_path, **opts):
     from seqtool.tasks import setup_classify
 
     model_opts = {k: opts.pop(k) for k in
-                  ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling")}
+                  ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
+                   "ensemble")}
     alpha = opts.pop("subword_sampling")
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("classify", opts, lambda tok, meta: setup_classify(
@@ -290,6 +293,8 @@ def train_classify(train_path, dev_path, **opts):
 @click.option("--tie-embeddings/--no-tie-embeddings", default=True, show_default=True)
 @click.option("--class-every-step", is_flag=True,
               help="Also feed the class at every step, not only into y_h(0).")
+@click.option("--class-bias/--no-class-bias", default=True, show_default=True,
+              help="A learned per-class bias on the output scores.")
 def train_generate(train_path, dev_path, **opts):
     """Train an LSTM class -> sequence generator with teacher forcing (S2).
 
@@ -302,7 +307,8 @@ def train_generate(train_path, dev_path, **opts):
     from seqtool.tasks import setup_generate
 
     model_opts = {k: opts.pop(k) for k in ("embed_dim", "hidden_dim", "layers", "dropout",
-                                            "tie_embeddings", "class_every_step")}
+                                            "tie_embeddings", "class_every_step",
+                                            "class_bias")}
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("generate", opts, lambda tok, meta: setup_generate(
         train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta))

@@ -13,6 +13,7 @@ causal decoders only see padding after the last real token, where the loss is ma
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -71,14 +72,17 @@ class ClassifierConfig(ConfigMixin):
     bidirectional: bool = True
     dropout: float = 0.3
     pooling: str = "max"  # max | mean | last (the course's y_h(T))
+    ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
 
 
-class Classifier(nn.Module):
-    def __init__(self, config: ClassifierConfig):
+class GRUClassifier(nn.Module):
+    """embedding -> GRU -> pooled states -> class scores."""
+
+    def __init__(self, c: ClassifierConfig):
         super().__init__()
-        c = self.config = config
         if c.pooling not in ("max", "mean", "last"):
             raise ValueError(f"unknown pooling {c.pooling!r}: max, mean or last")
+        self.config = c
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD)
         self.rnn = nn.GRU(
             c.embed_dim,
@@ -89,14 +93,9 @@ class Classifier(nn.Module):
             dropout=c.dropout if c.layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(c.dropout)
-        self.output = nn.Linear(self.encoding_dim, c.num_classes)
-
-    @property
-    def encoding_dim(self) -> int:
-        return self.config.hidden_dim * (2 if self.config.bidirectional else 1)
+        self.output = nn.Linear(c.hidden_dim * (2 if c.bidirectional else 1), c.num_classes)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """One vector per sentence [B, encoding_dim]: the sentence embedding."""
         out, h_n = run_packed(self.rnn, self.dropout(self.embedding(tokens)), lengths)
         if self.config.pooling == "last":
             dirs = 2 if self.config.bidirectional else 1
@@ -109,9 +108,36 @@ class Classifier(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.output(self.dropout(self.encode(tokens, lengths)))
 
+
+class Classifier(nn.Module):
+    """S1. With `ensemble` > 1, several GRU classifiers see the same batches and the
+    prediction is the mean of their class distributions (each member has its own loss)."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(GRUClassifier(config) for _ in range(config.ensemble))
+
+    @property
+    def encoding_dim(self) -> int:
+        c = self.config
+        return c.hidden_dim * (2 if c.bidirectional else 1) * c.ensemble
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One vector per sentence [B, encoding_dim]: the sentence embedding."""
+        return torch.cat([m.encode(tokens, lengths) for m in self.members], dim=-1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log of the (mean) class distribution [B, C]; softmax of it gives probabilities."""
+        if len(self.members) == 1:
+            return self.members[0](tokens, lengths)
+        log_probs = torch.stack([torch.log_softmax(m(tokens, lengths).float(), -1)
+                                 for m in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        logits = self(batch["tokens"], batch["lengths"])
-        loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        loss = sum(F.cross_entropy(m(batch["tokens"], batch["lengths"]).float(),
+                                   batch["labels"], reduction="sum") for m in self.members)
         return loss, batch["labels"].numel()
 
 
@@ -129,6 +155,7 @@ class GeneratorConfig(ConfigMixin):
     tie_embeddings: bool = True
     class_every_step: bool = False
     class_dim: int = 32
+    class_bias: bool = False  # a learned per-class bias over the vocabulary at every step
 
 
 class Generator(nn.Module):
@@ -156,6 +183,10 @@ class Generator(nn.Module):
         self.output = nn.Linear(out_dim, c.vocab_size)
         if c.tie_embeddings:
             self.output.weight = self.embedding.weight
+        # The class shifts word choice directly (sentiment words), not only through y_h(0).
+        self.class_bias = nn.Embedding(c.num_classes, c.vocab_size) if c.class_bias else None
+        if self.class_bias is not None:
+            nn.init.zeros_(self.class_bias.weight)
 
     def initial_state(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """y_h(0) = tanh(W_i x): the class sets the LSTM's hidden and cell state of every layer."""
@@ -186,7 +217,10 @@ class Generator(nn.Module):
         out = self.dropout(out)
         if self.bottleneck is not None:
             out = self.bottleneck(out)
-        return self.output(out), state
+        logits = self.output(out)
+        if self.class_bias is not None:
+            logits = logits + self.class_bias(labels).unsqueeze(1)
+        return logits, state
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         logits, _ = self(batch["labels"], batch["inputs"], batch["lengths"])

@@ -37,12 +37,23 @@ def test_toy_classifier_learns_every_sentence(toy_classifier):
     assert len(ckpt.meta["history"]) >= 2
 
 
-def test_same_seed_same_model_other_seed_other_model(tmp_path):
-    a = train(tmp_path / "a.pt", "--epochs", "5", "--seed", "3")
-    b = train(tmp_path / "b.pt", "--epochs", "5", "--seed", "3")
-    c = train(tmp_path / "c.pt", "--epochs", "5", "--seed", "4")
+@pytest.mark.parametrize("extra", [[], ["--subword-sampling", "0.2", "--ema", "0.9"]])
+def test_same_seed_same_model_other_seed_other_model(tmp_path, extra):
+    a = train(tmp_path / "a.pt", "--epochs", "5", "--seed", "3", *extra)
+    b = train(tmp_path / "b.pt", "--epochs", "5", "--seed", "3", *extra)
+    c = train(tmp_path / "c.pt", "--epochs", "5", "--seed", "4", *extra)
     assert weights_equal(a, b)
     assert not weights_equal(a, c)
+
+
+def test_ema_ships_the_averaged_weights(tmp_path):
+    out = tmp_path / "m.pt"
+    best = train(out, "--epochs", "4", "--ema", "0.5", "--patience", "1000")
+    last = Checkpoint.load(last_path(out))
+    averaged = dict(zip(last.weights, last.train_state["ema"]))
+    if best.meta["steps"] == last.meta["steps"]:  # best was the last evaluation
+        assert weights_equal(best, Checkpoint("classify", {}, averaged, {}))
+    assert not weights_equal(last, Checkpoint("classify", {}, averaged, {}))
 
 
 def test_resume_continues_exactly(tmp_path):
