@@ -462,10 +462,13 @@ def embed(texts, model, input_path, out):
 @click.option("--top-k", default=0, show_default=True, help="0 = no limit.")
 @click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
 @click.option("--max-tokens", default=60, show_default=True)
+@click.option("--guidance", "-g", default=1.0, show_default=True,
+              help="Strengthen the class: contrast with the other classes (0 = off).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
               show_default=True)
-def generate(model, label, count, prompt, temperature, top_k, top_p, max_tokens, seed, fmt):
+def generate(model, label, count, prompt, temperature, top_k, top_p, max_tokens, guidance,
+             seed, fmt):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     \b
@@ -482,7 +485,8 @@ def generate(model, label, count, prompt, temperature, top_k, top_p, max_tokens,
     from seqtool.predict import load
 
     loaded = load(model, "generate")
-    samples = run(loaded, label, count, prompt, max_tokens, temperature, top_k, top_p, seed)
+    samples = run(loaded, label, count, prompt, max_tokens, temperature, top_k, top_p, seed,
+                  guidance=guidance)
     emit([json.dumps(s, ensure_ascii=False) if fmt == "jsonl" else s["text"] for s in samples])
 
 
@@ -589,9 +593,12 @@ def evaluate_classify(model, data, as_json):
               help="Training file, to count verbatim copies (default: from the model card).")
 @click.option("--samples", default=200, show_default=True, help="Samples per class.")
 @click.option("--temperature", default=0.8, show_default=True)
+@click.option("--guidance", "-g", default=1.0, show_default=True,
+              help="Class guidance of the samples, as in `seqtool generate`.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_generate(model, data, judge, train_path, samples, temperature, seed, as_json):
+def evaluate_generate(model, data, judge, train_path, samples, temperature, guidance, seed,
+                      as_json):
     """Perplexity (right vs wrong class), diversity, copying and class consistency.
 
     \b
@@ -601,7 +608,8 @@ def evaluate_generate(model, data, judge, train_path, samples, temperature, seed
     from seqtool.evaluation import evaluate_generator
     from seqtool.report import print_generation
 
-    report = evaluate_generator(model, data, judge, train_path, samples, temperature, seed)
+    report = evaluate_generator(model, data, judge, train_path, samples, temperature, seed,
+                                guidance)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

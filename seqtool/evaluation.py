@@ -31,7 +31,7 @@ def evaluate_classifier(model_path: str | None, data: str) -> dict[str, Any]:
 
 def evaluate_generator(
     model_path: str | None, data: str, judge: str | None, train_path: str | None,
-    samples: int, temperature: float, seed: int,
+    samples: int, temperature: float, seed: int, guidance: float = 0.0,
 ) -> dict[str, Any]:
     import torch
 
@@ -79,7 +79,8 @@ def evaluate_generator(
     all_samples, start = [], time.perf_counter()
     generated_tokens = 0
     for label in labels:
-        out = generate(loaded, label, samples, temperature=temperature, seed=seed)
+        out = generate(loaded, label, samples, temperature=temperature, seed=seed,
+                       guidance=guidance)
         generated_tokens += sum(s["tokens"] for s in out)
         all_samples.extend(out)
     seconds = time.perf_counter() - start
@@ -92,6 +93,7 @@ def evaluate_generator(
     report["samples"] = {
         "per_class": samples,
         "temperature": temperature,
+        "guidance": guidance,
         "distinct_1": distinct_n(tokenized, 1),
         "distinct_2": distinct_n(tokenized, 2),
         "copied_from_train": (sum(t.strip().lower() in train_texts for t in texts) / len(texts)

@@ -136,7 +136,7 @@ def corpus_perplexity(model, labels, ids) -> float:
 def generate(
     loaded: Loaded, label: str, n: int, prompt: str = "", max_tokens: int = 60,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 256, guidance: float = 0.0,
 ) -> list[dict[str, Any]]:
     """N samples for a class, generated in parallel batches; deterministic for a seed."""
     labels = loaded.checkpoint.labels
@@ -151,7 +151,7 @@ def generate(
             count = min(batch_size, n - start)
             ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
             for h in sample(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
-                            top_p, generator):
+                            top_p, generator, guidance):
                 text = loaded.tokenizer.decode(prompt_ids + h.tokens)
                 results.append({"label": label, "text": text, "tokens": len(h.tokens),
                                 "logprob": round(h.score, 4)})

@@ -141,36 +141,49 @@ def beam_search(
 def sample(
     model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, guidance: float = 0.0,
 ) -> list[Hypothesis]:
     """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
 
-    Temperature 0 is greedy decoding. The returned score is the log-probability of the sampled
-    tokens (after the prompt) under the model itself, at temperature 1.
+    Temperature 0 is greedy decoding. With `guidance` g > 0 the next-token scores are
+    log p(y|c) + g * (log p(y|c) - mean over the other classes c' of log p(y|c')), i.e.
+    classifier-free guidance (Sanchez et al., 2023) with the other classes as the contrast:
+    it sharpens what is specific to the requested class. The returned score is the
+    log-probability of the sampled tokens (after the prompt) under the model itself.
     """
     n = labels.size(0)
     device = labels.device
-    inputs = torch.tensor([[START, *prompt]], device=device).expand(n, -1)
-    logits, state = model(labels, inputs)
+    num_classes = model.config.num_classes
+    guided = guidance > 0 and num_classes > 1
+    # Row block k runs the model conditioned on class (label + k) mod C; block 0 is the label.
+    blocks = num_classes if guided else 1
+    all_labels = torch.cat([(labels + k) % num_classes for k in range(blocks)])
+    inputs = torch.tensor([[START, *prompt]], device=device).expand(n * blocks, -1)
+    logits, state = model(all_labels, inputs)
     logits = logits[:, -1].float()
     tokens = []
     scores = torch.zeros(n, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     for _ in range(max_tokens):
-        logp = torch.log_softmax(logits, dim=-1)
+        logp_all = torch.log_softmax(logits, dim=-1).view(blocks, n, -1)
+        logp = logp_all[0].clone()
         logp[:, PAD] = float("-inf")
         logp[:, START] = float("-inf")
+        steer = logp
+        if guided:
+            steer = logp + guidance * (logp - logp_all[1:].mean(0))
         if temperature <= 0:
-            choice = logp.argmax(-1)
+            choice = steer.argmax(-1)
         else:
-            choice = _sample_from(logp / temperature, top_k, top_p, generator)
+            choice = _sample_from(steer / temperature, top_k, top_p, generator)
         choice = choice.masked_fill(done, PAD)
         scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
         tokens.append(choice)
         done |= choice == END
         if bool(done.all()):
             break
-        step_logits, state = model(labels, choice[:, None].clamp(min=START), state=state)
+        feed = choice.clamp(min=START).repeat(blocks)[:, None]
+        step_logits, state = model(all_labels, feed, state=state)
         logits = step_logits[:, -1].float()
     rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(n)]
     out = []

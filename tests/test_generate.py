@@ -16,17 +16,17 @@ for r in read_labeled(TOY / "sentiment.tsv"):
 def test_greedy_generation_gives_a_training_sentence_of_the_class(toy_generator):
     for label, sentences in SENTENCES.items():
         out = run_cli("generate", "-m", toy_generator, "--label", label, "--temperature", "0",
-                      "-n", "2").output.splitlines()
+                      "--guidance", "0", "-n", "2").output.splitlines()
         assert len(out) == 2 and out[0] == out[1]
         assert out[0] in sentences, (label, out[0])
 
 
 def test_prompt_completes_the_one_matching_sentence(toy_generator):
     out = run_cli("generate", "-m", toy_generator, "--label", "negative", "--temperature",
-                  "0", "--prompt", "Cats and dogs are").output.strip()
+                  "0", "--guidance", "0", "--prompt", "Cats and dogs are").output.strip()
     assert out == "Cats and dogs are not allowed."
     out = run_cli("generate", "-m", toy_generator, "--label", "negative", "--temperature",
-                  "0", "--prompt", "Cats and dogs have").output.strip()
+                  "0", "--guidance", "0", "--prompt", "Cats and dogs have").output.strip()
     assert out == "Cats and dogs have always been natural enemies."
 
 
@@ -40,6 +40,16 @@ def test_sampling_is_batched_deterministic_and_jsonl(toy_generator):
     assert len(records) == 20
     assert all(r["label"] == "positive" and r["logprob"] <= 0 for r in records)
     assert all(r["tokens"] > 0 for r in records)
+
+
+def test_guidance_sharpens_the_class(toy_generator):
+    """With guidance the model avoids what both classes share: the positive class's
+    greedy sentence moves away from the words it has in common with the negative ones."""
+    plain = run_cli("generate", "-m", toy_generator, "-l", "positive", "-t", "0",
+                    "--guidance", "0", "-n", "1").output
+    guided = run_cli("generate", "-m", toy_generator, "-l", "positive", "-t", "0",
+                     "--guidance", "3", "-n", "1").output
+    assert plain != guided
 
 
 def test_top_k_one_is_greedy(toy_generator):
