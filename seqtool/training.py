@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ class Task:
     metric: str  # key in evaluate()'s result that selects the best model
     higher_is_better: bool
     checkpoint: Callable[[nn.Module], Checkpoint]  # model -> checkpoint without train state
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
