@@ -14,6 +14,7 @@ are summed across processes, so N processes compute the same update as one proce
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
@@ -144,8 +145,9 @@ class Trainer:
         rng = random.Random(self.config.seed * 100_003 + epoch)
         return token_budget_batches(self.task.lengths, self.config.max_tokens, rng)
 
-    @property
+    @functools.cached_property
     def total_steps(self) -> int:
+        """Steps of the whole run, for the linear schedule (computed once, not every step)."""
         per_epoch = len(self.epoch_batches(0))
         steps = per_epoch * self.config.epochs
         return min(steps, self.config.max_steps) if self.config.max_steps else steps
