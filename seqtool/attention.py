@@ -50,7 +50,9 @@ class Attention(nn.Module):
             scores = self.energy(energy).squeeze(-1)
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))
-        scores = scores.float().masked_fill(~mask.unsqueeze(1), float("-inf"))
+        if scores.dtype in (torch.float16, torch.bfloat16):  # softmax in fp32 under autocast
+            scores = scores.float()
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         context = torch.bmm(weights.to(values.dtype), values)
         if one_step:
