@@ -99,6 +99,25 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v if k.endswith("lengths") else v.to(device) for k, v in batch.items()}
 
 
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next allocation instead of returning it to the OS.
+
+    glibc serves every allocation over 32 MB with a fresh mmap and unmaps it on free, so each
+    training step page-faults its way through new memory for its largest tensors (the
+    vocabulary-sized logits, the decoder's saved activations): on CPU that cost more than the
+    arithmetic on them, and training translation ran 1.2x faster without it. A no-op where
+    the C library is not glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**30)
+
+
 def last_path(out: Path) -> Path:
     """Where the resumable last checkpoint of `out` lives: model.pt -> model.last.pt."""
     return out.with_name(out.stem + ".last" + out.suffix)
@@ -112,6 +131,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.model.to(self.device)
+        keep_freed_memory()
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
