@@ -228,7 +228,10 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
                            opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"])
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
                     {k: opts[k] for k in TRAIN_KEYS})
-    model, task = setup(tok, meta)
+    try:
+        model, task = setup(tok, meta)
+    except ValueError as e:  # a model configuration that cannot be built
+        raise SeqtoolError(f"model: {e}") from None
     trainer = Trainer(model, task, config, out)
     if opts["resume"]:
         trainer.resume(last_path(out))

@@ -279,7 +279,7 @@ class TranslatorConfig(ConfigMixin):
     src_vocab_size: int
     tgt_vocab_size: int
     embed_dim: int = 256
-    hidden_dim: int = 256  # per encoder direction, and the decoder's size
+    hidden_dim: int = 256  # the decoder's size, and per encoder direction (but see below)
     encoder_layers: int = 1
     decoder_layers: int = 1
     rnn: str = "gru"  # gru | lstm
@@ -289,6 +289,16 @@ class TranslatorConfig(ConfigMixin):
     input_feeding: bool = True
     shared_embeddings: bool = False  # one joint vocabulary: share source and target embeddings
     label_smoothing: float = 0.1
+
+    @property
+    def encoder_dim(self) -> int:
+        """Size of an encoder state, both directions. Dot attention compares decoder and
+        encoder states directly, so there each direction gets half the decoder's size."""
+        if self.attention == "luong-dot":
+            if self.hidden_dim % 2:
+                raise ValueError(f"dot attention needs an even hidden size, not {self.hidden_dim}")
+            return self.hidden_dim
+        return 2 * self.hidden_dim
 
 
 State = Any  # list per layer of h [B, H] (GRU) or (h, c) (LSTM)
@@ -309,12 +319,14 @@ class Encoder(nn.Module):
         self.embedding = embedding
         self.dropout = nn.Dropout(c.dropout)
         self.rnn = RNN_TYPES[c.rnn](
-            c.embed_dim, c.hidden_dim, c.encoder_layers, batch_first=True, bidirectional=True,
+            c.embed_dim, c.encoder_dim // 2, c.encoder_layers, batch_first=True,
+            bidirectional=True,
             dropout=c.dropout if c.encoder_layers > 1 else 0.0,
         )
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor):
-        """Encoder states [B, S, 2H] and the last layer's final states, both directions [B, 2H]."""
+        """Encoder states [B, S, D] and the last layer's final states of both directions [B, D]
+        (D = config.encoder_dim)."""
         return run_padded(self.rnn, self.dropout(self.embedding(src)), lengths)
 
 
@@ -324,7 +336,7 @@ class Decoder(nn.Module):
         self.config = c
         self.embedding = embedding
         self.dropout = nn.Dropout(c.dropout)
-        enc_dim = 2 * c.hidden_dim
+        enc_dim = c.encoder_dim
         first_input = c.embed_dim + (c.hidden_dim if c.input_feeding else 0)
         cell = CELL_TYPES[c.rnn]
         self.cells = nn.ModuleList(
@@ -474,9 +486,16 @@ class Translator(nn.Module):
         real = targets != PAD
         # One output projection for all real target tokens at once: the vocabulary-sized
         # logits are the largest tensors of a step, so padding rows are dropped before them.
-        logits = self.decoder.output(hidden[real])
-        loss = F.cross_entropy(
-            logits, targets[real], reduction="sum", label_smoothing=self.config.label_smoothing
+        # The vocabulary-sized logits are the largest tensors of a step: padding rows are
+        # dropped before them, and they are made 512 rows at a time, so that each piece stays
+        # under glibc's 32 MB mmap threshold and reuses freed memory (one piece for the whole
+        # batch page-faulted through fresh memory at every step, which cost more than the
+        # arithmetic on it).
+        hidden, targets = hidden[real], targets[real]
+        loss = sum(
+            F.cross_entropy(self.decoder.output(h), y, reduction="sum",
+                            label_smoothing=self.config.label_smoothing)
+            for h, y in zip(hidden.split(512), targets.split(512))
         )
         return loss, int(real.sum())
 

@@ -35,12 +35,13 @@ class _InputFeedingGRU(torch.autograd.Function):
         gh_n = emb.new_empty(T, B, H)  # W_hn h(t-1) + b_hn, which r multiplies
         weights = emb.new_empty(T, B, S)
         contexts = emb.new_empty(T, B, values.size(2))
-        energies = None
+        queries = None
         if kind == "bahdanau":
             # v^T tanh(a) = 2 v^T sigmoid(2a) - sum(v), and softmax ignores the constant: so the
             # scores are 2 v^T sigmoid(2 keys + 2 W_q h). On CPU sigmoid is ~6x faster than tanh,
-            # and this [B, S, A] activation is the largest one of each step.
-            energies = emb.new_empty(T, B, S, keys.size(2))  # sigmoid(2 keys + 2 W_q h)
+            # and this [B, S, A] activation is the largest one of each step. Backward recomputes
+            # it from the queries: keeping it for all steps would take hundreds of MB a batch.
+            queries = emb.new_empty(T, B, keys.size(2))  # 2 W_q h(t)
             keys2, v2, w_q2 = 2 * keys, 2 * v[0], 2 * w_q
         hs[0], atts[0] = h0, att0
         for t in range(T):
@@ -51,22 +52,22 @@ class _InputFeedingGRU(torch.autograd.Function):
             n = torch.tanh(torch.addcmul(gi[:, 2 * H :], r, gh[:, 2 * H :]))
             h = torch.addcmul(n, z, hs[t] - n, out=hs[t + 1])  # (1 - z) n + z h(t-1)
             gates[t, :, : 2 * H], gates[t, :, 2 * H :], gh_n[t] = rz, n, gh[:, 2 * H :]
-            if energies is not None:
-                s = torch.add(keys2, (h @ w_q2.t())[:, None], out=energies[t])
-                scores = torch.matmul(s.sigmoid_(), v2)
+            if queries is not None:
+                q = torch.mm(h, w_q2.t(), out=queries[t])
+                scores = torch.matmul(torch.add(keys2, q[:, None]).sigmoid_(), v2)
             else:
                 scores = torch.bmm(h[:, None], keys.transpose(1, 2)).squeeze(1)
             w = weights[t] = torch.softmax(scores + score_bias, dim=-1)
             c = contexts[t] = torch.bmm(w[:, None], values).squeeze(1)
             torch.tanh(torch.addmm(b_c, torch.cat([h, c], 1), w_c.t()), out=atts[t + 1])
         ctx.save_for_backward(emb, keys, values, w_ih, w_hh, w_c, w_q, v,
-                              hs, atts, gates, gh_n, weights, contexts, energies)
+                              hs, atts, gates, gh_n, weights, contexts, queries)
         return atts[1:].transpose(0, 1).clone()
 
     @staticmethod
     def backward(ctx, d_out):
         (emb, keys, values, w_ih, w_hh, w_c, w_q, v,
-         hs, atts, gates, gh_n, weights, contexts, energies) = ctx.saved_tensors
+         hs, atts, gates, gh_n, weights, contexts, queries) = ctx.saved_tensors
         B, T, E = emb.shape
         H = hs.size(2)
         w_ie, w_ia = w_ih[:, :E], w_ih[:, E:]
@@ -74,9 +75,10 @@ class _InputFeedingGRU(torch.autograd.Function):
         d_keys, d_values = torch.zeros_like(keys), torch.zeros_like(values)
         d_combine = emb.new_empty(T, B, H)  # gradients at the combination's pre-activation
         d_gi, d_gh = emb.new_empty(T, B, 3 * H), emb.new_empty(T, B, 3 * H)
-        d_query = emb.new_empty(T, B, w_q.size(0)) if energies is not None else None
-        d_v = torch.zeros_like(v[0]) if energies is not None else None
-        v4 = 4 * v[0] if energies is not None else None
+        bahdanau = queries is not None
+        if bahdanau:
+            d_query = emb.new_empty(T, B, w_q.size(0))
+            d_v, v4, keys2 = torch.zeros_like(v[0]), 4 * v[0], 2 * keys
         d_h = torch.zeros_like(hs[0])
         d_att = torch.zeros_like(atts[0])
         for t in reversed(range(T)):
@@ -91,8 +93,8 @@ class _InputFeedingGRU(torch.autograd.Function):
             # (a row times the transposed matrix: MKL's batched matrix-vector form is 10x slower)
             d_w = torch.bmm(d_c[:, None], values.transpose(1, 2)).squeeze(1)
             d_s = w * (d_w - (w * d_w).sum(1, keepdim=True))
-            if energies is not None:  # scores = v^T tanh(a), a = keys + W_q h; tanh(a) = 2s - 1
-                s = energies[t]
+            if bahdanau:  # scores = v^T tanh(a), a = keys + W_q h; tanh(a) = 2s - 1
+                s = torch.add(keys2, queries[t][:, None]).sigmoid_()
                 d_a_per_score = torch.addcmul(s, s, s, value=-1).mul_(v4)  # v (1 - tanh(a)^2)
                 d_keys.addcmul_(d_a_per_score, d_s[:, :, None])
                 d_query[t] = torch.bmm(d_s[:, None], d_a_per_score).squeeze(1)
@@ -122,11 +124,11 @@ class _InputFeedingGRU(torch.autograd.Function):
         d_w_ih = flat(d_gi).t() @ flat(inputs)
         d_w_hh = flat(d_gh).t() @ flat(hs[:-1])
         d_w_c = flat(d_combine).t() @ flat(torch.cat([hs[1:], contexts], 2))
-        d_w_q = flat(d_query).t() @ flat(hs[1:]) if d_query is not None else None
+        d_w_q = flat(d_query).t() @ flat(hs[1:]) if bahdanau else None
         d_emb = (d_gi @ w_ie).transpose(0, 1)
         return (None, d_emb, d_h, d_att, d_keys, d_values, None,
                 d_w_ih, d_w_hh, d_gi.sum((0, 1)), d_gh.sum((0, 1)), d_w_c, d_combine.sum((0, 1)),
-                d_w_q, d_v[None] if d_v is not None else None)
+                d_w_q, d_v[None] if bahdanau else None)
 
 
 def input_feeding_gru(

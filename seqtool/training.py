@@ -99,13 +99,15 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v if k.endswith("lengths") else v.to(device) for k, v in batch.items()}
 
 
-def keep_freed_memory() -> None:
-    """Let glibc keep freed memory for the next allocation instead of returning it to the OS.
+def reuse_freed_memory() -> None:
+    """Let glibc keep freed memory for the next allocation instead of unmapping it.
 
-    glibc serves every allocation over 32 MB with a fresh mmap and unmaps it on free, so each
-    training step page-faults its way through new memory for its largest tensors (the
-    vocabulary-sized logits, the decoder's saved activations): on CPU that cost more than the
-    arithmetic on them, and training translation ran 1.2x faster without it. A no-op where
+    By default glibc returns large freed blocks to the OS, so the next step page-faults its
+    way through fresh memory for the same tensors, which on CPU cost about a tenth of a
+    translation training step. The largest tensors of a step are kept under 32 MB
+    (`Translator.loss`, `recurrence.py`), which keeps the heap from fragmenting: with them
+    resident memory grew as with the default allocator (1.4 to 1.9 GB over 250 steps);
+    before, with 100+ MB blocks, it had grown to 10 GB in 40 minutes. Nothing changes where
     the C library is not glibc."""
     import ctypes
 
@@ -131,7 +133,7 @@ class Trainer:
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", self.rank % torch.cuda.device_count())
         self.model.to(self.device)
-        keep_freed_memory()
+        reuse_freed_memory()
         self.optimizer = torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )

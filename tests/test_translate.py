@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TOY, run_cli
+from conftest import TINY_TRANSLATE, TOY, run_cli
 
 from seqtool.data import read_parallel
 from seqtool.models import Translator, TranslatorConfig, run_packed, run_padded
@@ -53,7 +53,7 @@ def test_evaluate_translate_reports_bleu_with_signature(toy_translator):
     assert report["sentences_per_s"] > 0
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong-general"])
+@pytest.mark.parametrize("attention", ["bahdanau", "luong-general", "luong-dot"])
 def test_hand_written_backward_equals_autograd(attention):
     """The fast training path (recurrence.py) gives autograd's gradients of the step loop."""
     torch.manual_seed(0)
@@ -88,3 +88,17 @@ def test_padded_rnn_equals_packed(rnn, bidirectional):
     h_n = h_n[0] if isinstance(h_n, tuple) else h_n
     torch.testing.assert_close(out, packed_out)
     torch.testing.assert_close(final, torch.cat(list(h_n[-(2 if bidirectional else 1):]), -1))
+
+
+def test_luong_attention_learns_the_toy_pairs(tmp_path):
+    data = TOY / "en-de.tsv"
+    for kind in ("luong-general", "luong-dot"):
+        out = tmp_path / f"{kind}.pt"
+        run_cli("train", "translate", "--train", data, "--dev", data, "--out", out,
+                "--attention", kind, *TINY_TRANSLATE)
+        translated = run_cli("translate", "-m", out, "i love my cat", "i love water").output
+        assert translated == "ich liebe meine katze\nich liebe wasser\n", kind
+    odd = run_cli("train", "translate", "--train", data, "--dev", data, "--out",
+                  tmp_path / "odd.pt", "--attention", "luong-dot", *TINY_TRANSLATE,
+                  "--hidden-dim", "47", ok=False)
+    assert odd.exit_code == 1 and "even hidden size" in odd.output
