@@ -339,7 +339,7 @@ class Trainer:
         )
         stop = False
         started = time.perf_counter() - self.train_seconds
-        last_log = time.perf_counter()
+        last_log = -math.inf  # the first step logs at once, then one line a minute
         interrupted = False
         try:
             with progress:
