@@ -41,25 +41,24 @@ def run_seqtool(*args: str, input: str | None = None) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=300)
 
 
+def train_toy(tmp_path_factory, task: str, corpus: str, options: list[str]) -> Path:
+    """Train a tiny `task` model on a toy corpus (train = dev) once per session."""
+    out = tmp_path_factory.mktemp(task) / "toy.pt"
+    data = TOY / corpus
+    run_cli("train", task, "--train", data, "--dev", data, "--out", out, *options)
+    return out
+
+
 @pytest.fixture(scope="session")
 def toy_classifier(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cls") / "toy.pt"
-    data = TOY / "sentiment.tsv"
-    run_cli("train", "classify", "--train", data, "--dev", data, "--out", out, *TINY_CLASSIFY)
-    return out
+    return train_toy(tmp_path_factory, "classify", "sentiment.tsv", TINY_CLASSIFY)
 
 
 @pytest.fixture(scope="session")
 def toy_generator(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("gen") / "toy.pt"
-    data = TOY / "sentiment.tsv"
-    run_cli("train", "generate", "--train", data, "--dev", data, "--out", out, *TINY_GENERATE)
-    return out
+    return train_toy(tmp_path_factory, "generate", "sentiment.tsv", TINY_GENERATE)
 
 
 @pytest.fixture(scope="session")
 def toy_translator(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tr") / "toy.pt"
-    data = TOY / "en-de.tsv"
-    run_cli("train", "translate", "--train", data, "--dev", data, "--out", out, *TINY_TRANSLATE)
-    return out
+    return train_toy(tmp_path_factory, "translate", "en-de.tsv", TINY_TRANSLATE)
