@@ -7,8 +7,9 @@
   the next input).
 
 Every model has `loss(batch) -> (summed loss, number of units)`, which is all the training
-loop needs. Padding never enters a recurrence as data: encoders run on packed sequences and the
-causal decoders only see padding after the last real token, where the loss is masked.
+loop needs. Padding never enters a recurrence as data: encoders read each sentence within its
+own length (`run_padded`) and the causal decoders only see padding after the last real token,
+where the loss is masked. Every tensor a model makes follows the device of its input.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run_padded(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
         x = torch.cat(outputs, -1) if len(outputs) > 1 else outputs[0]
     x = x * real[:, :, None]
     H = rnn.hidden_size
-    final = x[torch.arange(B), lengths - 1, :H]
+    final = x[torch.arange(B, device=x.device), lengths - 1, :H]
     if rnn.bidirectional:
         final = torch.cat([final, x[:, 0, H:]], -1)
     return x, final

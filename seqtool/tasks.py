@@ -36,8 +36,11 @@ class TokenizerOptions:
     character_coverage: float = 1.0
     path: str | None = None  # reuse a trained sentencepiece model instead
     lowercase: bool = False
+    trained: dict[str, bytes] | None = None  # a resumed run's tokenizers, by side
 
-    def build(self, sentences: Sequence[str], seed: int) -> Tokenizer:
+    def build(self, sentences: Sequence[str], seed: int, side: str = "src") -> Tokenizer:
+        if self.trained:
+            return Tokenizer(self.trained[side])
         if self.path:
             return Tokenizer.load(self.path)
         return Tokenizer.train(
@@ -217,8 +220,8 @@ def setup_translate(
     if joint_vocab:
         src_tok = tgt_tok = tokenizer_options.build(src_texts + tgt_texts, seed)
     else:
-        src_tok = tokenizer_options.build(src_texts, seed)
-        tgt_tok = tokenizer_options.build(tgt_texts, seed)
+        src_tok = tokenizer_options.build(src_texts, seed, "src")
+        tgt_tok = tokenizer_options.build(tgt_texts, seed, "tgt")
     src_ids, tgt_ids = src_tok.encode_batch(src_texts), tgt_tok.encode_batch(tgt_texts)
     keep = [i for i in range(len(train)) if len(src_ids[i]) <= max_length
             and len(tgt_ids[i]) < max_length]
