@@ -16,7 +16,7 @@ from torch import nn
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.data import LabeledText, TextPair
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, warn_once
 from seqtool.models import (
     Classifier,
     ClassifierConfig,
@@ -25,7 +25,7 @@ from seqtool.models import (
     Translator,
     TranslatorConfig,
 )
-from seqtool.tokenizer import END, PAD, START, Tokenizer
+from seqtool.tokenizer import END, PAD, START, Tokenizer, cap_characters
 from seqtool.training import Task
 
 
@@ -71,6 +71,21 @@ def run_meta(command: str, seed: int, train_config: dict[str, Any]) -> dict[str,
     return {"command": command, "seed": seed, "train_config": train_config}
 
 
+def encode_capped(tokenizer: Tokenizer, texts: Sequence[str], max_length: int,
+                  sample_alpha: float = 0.0, seed: int = 0) -> list[list[int]]:
+    """Piece ids of training texts, each cut to at most `max_length` + 1 pieces first (and to
+    the characters those can cover), so that one huge line can never stall training: the
+    caller truncates or drops what is longer than `max_length`."""
+    return tokenizer.encode_batch([cap_characters(t, max_length + 1) for t in texts],
+                                  sample_alpha, seed)
+
+
+def report_long(kept: int, total: int, max_length: int, action: str) -> None:
+    if kept < total:
+        warn_once("train-max-length", f"{action} {total - kept} training example(s) longer "
+                  f"than {max_length} pieces (--max-length)")
+
+
 # ----------------------------------------------------------------------------- S1
 
 
@@ -91,12 +106,18 @@ class LabeledData:
     tokenizer: Tokenizer
     ids: list[list[int]]
     y: list[int]
+    texts: list[str]
+    max_length: int
 
     @classmethod
     def prepare(
         cls, train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
         tokenizer_options: TokenizerOptions, seed: int, min_labels: int = 1,
+        max_length: int = 256, drop_long: bool = False,
     ) -> LabeledData:
+        """Labels, tokenizer and piece ids; examples over `max_length` pieces are cut to it
+        (S1: the start of a text carries its class) or dropped (`drop_long`, S2: a cut
+        sentence would teach the generator to end mid-sentence)."""
         labels = sorted({r.label for r in train})
         if len(labels) < min_labels:
             raise SeqtoolError(
@@ -104,12 +125,18 @@ class LabeledData:
         check_labels(dev, labels, dev_path)
         tokenizer = tokenizer_options.build([r.text for r in train], seed)
         index = {label: i for i, label in enumerate(labels)}
-        return cls(labels, tokenizer, tokenizer.encode_batch([r.text for r in train]),
-                   [index[r.label] for r in train])
+        ids = encode_capped(tokenizer, [r.text for r in train], max_length)
+        y = [index[r.label] for r in train]
+        keep = [i for i, s in enumerate(ids) if len(s) <= max_length or not drop_long]
+        report_long(sum(len(s) <= max_length for s in ids), len(ids), max_length,
+                    "dropped" if drop_long else "cut")
+        return cls(labels, tokenizer, [ids[i][:max_length] for i in keep], [y[i] for i in keep],
+                   [train[i].text for i in keep], max_length)
 
     def encode(self, records: Sequence[LabeledText]) -> tuple[list[list[int]], list[int]]:
         index = {label: i for i, label in enumerate(self.labels)}
-        return (self.tokenizer.encode_batch([r.text for r in records]),
+        ids = encode_capped(self.tokenizer, [r.text for r in records], self.max_length)
+        return ([s[: self.max_length] for s in ids],
                 [index[r.label] for r in records])
 
     def checkpoint(self, task: str, meta: dict) -> Callable[[nn.Module], Checkpoint]:
@@ -120,17 +147,17 @@ class LabeledData:
 def setup_classify(
     train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
-    subword_alpha: float = 0.0,
+    subword_alpha: float = 0.0, max_length: int = 256,
 ) -> tuple[nn.Module, Task]:
     from seqtool.predict import classify_probabilities
 
-    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed, min_labels=2)
+    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed, min_labels=2,
+                               max_length=max_length)
     torch.manual_seed(seed)
     model = Classifier(ClassifierConfig(data.tokenizer.vocab_size, len(data.labels),
                                         **model_options))
     dev_texts = [r.text for r in dev]
     dev_gold = torch.tensor(data.encode(dev)[1])
-    texts = [r.text for r in train]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         probs = classify_probabilities(m, data.tokenizer, dev_texts)
@@ -140,8 +167,9 @@ def setup_classify(
         if subword_alpha > 0:
             # A fresh segmentation per batch; seeded by the batch so runs and resumes repeat.
             batch_seed = zlib.crc32(f"{seed}:{','.join(map(str, idx))}".encode())
-            ids = data.tokenizer.encode_batch([texts[i] for i in idx], subword_alpha,
-                                              batch_seed)
+            ids = [s[:max_length] for s in encode_capped(
+                data.tokenizer, [data.texts[i] for i in idx], max_length, subword_alpha,
+                batch_seed)]
         else:
             ids = [data.ids[i] for i in idx]
         return classify_batch(ids, [data.y[i] for i in idx])
@@ -176,10 +204,12 @@ def generator_nll(model: Generator, batch: dict[str, torch.Tensor]) -> torch.Ten
 def setup_generate(
     train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
+    max_length: int = 256,
 ) -> tuple[nn.Module, Task]:
     from seqtool.predict import corpus_perplexity
 
-    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed)
+    data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed,
+                               max_length=max_length, drop_long=True)
     torch.manual_seed(seed)
     model = Generator(GeneratorConfig(data.tokenizer.vocab_size, len(data.labels),
                                       **model_options))
@@ -222,9 +252,11 @@ def setup_translate(
     else:
         src_tok = tokenizer_options.build(src_texts, seed, "src")
         tgt_tok = tokenizer_options.build(tgt_texts, seed, "tgt")
-    src_ids, tgt_ids = src_tok.encode_batch(src_texts), tgt_tok.encode_batch(tgt_texts)
+    src_ids = encode_capped(src_tok, src_texts, max_length)
+    tgt_ids = encode_capped(tgt_tok, tgt_texts, max_length)
     keep = [i for i in range(len(train)) if len(src_ids[i]) <= max_length
             and len(tgt_ids[i]) < max_length]
+    report_long(len(keep), len(train), max_length, "dropped")
     src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
     meta = {**meta, "train_pairs": len(keep), "dropped_too_long": len(train) - len(keep)}
     torch.manual_seed(seed)

@@ -387,8 +387,9 @@ class Trainer:
         with autocast(self.device, self.config.precision):
             loss_sum, units = self.loss_module(batch)
         units = units if local else 0
+        # On the model's device: NCCL reduces only CUDA tensors.
         totals = torch.tensor([float(units), loss_sum.item() * weight, float(stop)],
-                              dtype=torch.float64)
+                              dtype=torch.float64, device=self.device)
         if self.world > 1:
             torch.distributed.all_reduce(totals)
         total_units = max(1.0, totals[0].item())
@@ -417,7 +418,7 @@ class Trainer:
             metrics = self.task.evaluate(self.model) if self.rank == 0 else {}
         value = metrics.get(self.task.metric, float("nan"))
         if self.world > 1:
-            t = torch.tensor([value], dtype=torch.float64)
+            t = torch.tensor([value], dtype=torch.float64, device=self.device)
             torch.distributed.broadcast(t, 0)
             value = t.item()
         better = self.best is None or (

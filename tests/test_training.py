@@ -136,7 +136,7 @@ def linear_trainer(tmp_path, dev_scores=None, **config) -> Trainer:
 
     task = Task(lengths=[1] * 16, collate=lambda idx: {"x": x[idx], "y": y[idx]},
                 evaluate=evaluate, metric="score", higher_is_better=True,
-                checkpoint=lambda m: Checkpoint("classify", {}, m.state_dict(), {}))
+                checkpoint=lambda m: Checkpoint("classify", {}, m.state_dict(), {"src": b"-"}))
     defaults = {"max_tokens": 1, "quiet": True, "warmup_steps": 0, "lr": 0.05}
     return Trainer(Regression(), task, TrainConfig(**{**defaults, **config}), tmp_path / "m.pt")
 
