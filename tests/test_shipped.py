@@ -1,4 +1,9 @@
-"""Quality checks of the shipped models that run in seconds."""
+"""Quality checks of the shipped models that run in seconds.
+
+Thresholds sit well below the measured numbers (README, benchmarks/results/), so that no CPU's
+rounding and no re-run of a sampling step can cross them, yet far above what a broken model
+or a broken pipeline scores.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,37 @@ SENTIMENT = ROOT / "corpora" / "sentiment" / "movie-snippets"
 BIBLE = ROOT / "corpora" / "translation" / "bible-fr-en"
 
 
-def test_shipped_classifier_reaches_078_on_test():
+def every_third_line(path, out):
+    """A third of a file, spread over all of it (test.tsv has runs of one label)."""
+    out.write_text("".join(path.read_text(encoding="utf-8").splitlines(True)[::3]),
+                   encoding="utf-8")
+    return out
+
+
+def test_shipped_classifier_reaches_077_on_test():
     report = json.loads(run_cli("evaluate", "classify", "--data", SENTIMENT / "test.tsv",
                                 "--json").output)
     assert report["examples"] == 1058
-    assert report["accuracy"] >= 0.78
+    assert report["accuracy"] >= 0.77  # measured 0.793; the majority class scores about 0.5
 
 
-def test_shipped_generator_conditions_on_its_class():
-    report = json.loads(run_cli("evaluate", "generate", "--data", SENTIMENT / "test.tsv",
-                                "--samples", "20", "--json").output)
-    assert report["perplexity"] < report["perplexity_wrong_class"]
+def test_shipped_generator_conditions_on_its_class(tmp_path):
+    data = every_third_line(SENTIMENT / "test.tsv", tmp_path / "test.tsv")
+    report = json.loads(run_cli("evaluate", "generate", "--data", data, "--samples", "16",
+                                "--train", SENTIMENT / "train.tsv", "--json").output)
+    # Measured on this subset: 6 % higher perplexity under the wrong class, overall and per
+    # class; perplexity 106.
+    assert report["perplexity"] < 130
+    assert report["perplexity_wrong_class"] > 1.03 * report["perplexity"]
+    assert set(report["per_class"]) == {"negative", "positive"}
     for label, m in report["per_class"].items():
-        assert m["perplexity"] < m["perplexity_wrong_class"], label
+        assert m["perplexity_wrong_class"] > 1.03 * m["perplexity"], label
+    # Samples with the default guidance: the shipped classifier judges them to be of the
+    # requested class (measured 31 of 32), they vary, and they are not training sentences.
+    samples = report["samples"]
+    assert samples["class_consistency"] >= 0.8
+    assert samples["distinct_2"] >= 0.6
+    assert samples["copied_from_train"] <= 0.1
 
 
 def test_shipped_translator_translates(tmp_path):
@@ -31,6 +54,6 @@ def test_shipped_translator_translates(tmp_path):
     ref.write_text("".join((BIBLE / "test.en").read_text().splitlines(True)[:150]))
     report = json.loads(run_cli("evaluate", "translate", "--src", src, "--ref", ref,
                                 "--beam", "1", "--json").output)
-    assert report["bleu"] > 20
+    assert report["bleu"] > 20  # measured 32.8 greedy on the whole test set
     out = run_cli("translate", input="Dieu est amour.\n\n").output
     assert out.endswith("\n\n") and "God" in out
