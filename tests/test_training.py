@@ -9,13 +9,13 @@ import sys
 
 import pytest
 import torch
-from torch import nn
 from conftest import TINY_CLASSIFY, TOY, run_cli
+from torch import nn
 
+from seqtool import training
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
 from seqtool.models import build_model
-from seqtool import training
 from seqtool.training import Task, TrainConfig, Trainer, autocast, last_path
 
 DATA = TOY / "sentiment.tsv"
