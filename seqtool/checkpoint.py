@@ -7,6 +7,7 @@ temporary file in the same folder and renamed into place, so a crash never leave
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, os_error
 
 FORMAT = "seqtool-checkpoint"
 FORMAT_VERSION = 1
@@ -25,8 +26,11 @@ FORMAT_VERSION = 1
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temp file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise os_error(e, path) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -36,10 +40,79 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # disk full, quota, I/O error: the old file stays intact
+            raise os_error(e, path) from None
         raise
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove `.{name}.*.tmp` leftovers of atomic writes of `path` and of its sibling
+    `{stem}.last{suffix}` (the resumable checkpoint).
+
+    A kill (SIGKILL, power loss) during `atomic_write_bytes` leaves its temp file behind; the
+    next run that writes the same path cleans up after it.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        return
+    last = path.stem + ".last" + path.suffix  # = training.last_path(path).name
+    for name in (path.name, last):
+        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise os_error(e, leftover, "cannot remove stale temp file") from None
+
+
+def check_writable(path: Path) -> None:
+    """Raise SeqtoolError naming `path` unless a file can be written there.
+
+    Creates missing parent folders (as `atomic_write_bytes` would) and writes and removes a
+    temp file in the folder, so a read-only folder or a parent that is a file is found before
+    hours of training, not after.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SeqtoolError("is a directory, not a file", str(path))
+    if path.exists() and not path.is_file():  # a rename would replace a device or a pipe
+        raise SeqtoolError("not a regular file; give a file path", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SeqtoolError("cannot create file: a parent path is a file", str(path)) from None
+    except OSError as e:
+        raise SeqtoolError(f"cannot create folder ({e.strerror})", str(path.parent)) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SeqtoolError("file is not writable", str(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise SeqtoolError(f"cannot write here ({e.strerror})", str(path)) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def refuse_overwriting_input(out: str | Path | None, inputs: list[str | Path | None]) -> None:
+    """Raise SeqtoolError when the output file `out` is one of the `inputs` (same file, also
+    through another path or a link): writing it would destroy the data being read."""
+    if not out:
+        return
+    out_path = Path(out)
+    for given in inputs:
+        if not given or given == "-":
+            continue
+        same = Path(given).resolve() == out_path.resolve()
+        if not same and out_path.exists() and Path(given).exists():
+            same = os.path.samefile(out_path, given)
+        if same:
+            raise SeqtoolError(f"refusing to overwrite an input file ({given}); "
+                               "choose another --out", str(out))
 
 
 def versions() -> dict[str, str]:
@@ -111,23 +184,67 @@ class Checkpoint:
             raise SeqtoolError("no such checkpoint file", str(path))
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError):
+        except OSError as e:
+            raise os_error(e, path, "cannot read") from None
+        except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError,
+                KeyError, TypeError, AttributeError, IndexError, UnicodeDecodeError):
             raise SeqtoolError(
                 "not a seqtool checkpoint (unreadable or unsafe)", str(path)
             ) from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise SeqtoolError("not a seqtool checkpoint", str(path))
-        if payload.get("format_version", 0) > FORMAT_VERSION:
+        version = payload.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
             raise SeqtoolError("checkpoint written by a newer seqtool; please upgrade", str(path))
-        weights = {
-            k: (v.float() if v.dtype == torch.float16 else v) for k, v in payload["weights"].items()
-        }
+        return cls._from_payload(payload, str(path))
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any], name: str) -> Checkpoint:
+        """Check every field's type, so an edited file fails here with one clear line."""
+        import torch
+
+        def damaged(what: str) -> SeqtoolError:
+            return SeqtoolError(f"damaged checkpoint: {what}", name)
+
+        def json_field(key: str, kind: type) -> Any:
+            if key not in payload:
+                raise damaged(f"missing {key!r}")
+            try:
+                value = json.loads(payload[key])
+            except (TypeError, ValueError):
+                raise damaged(f"{key!r} is not valid JSON") from None
+            if not isinstance(value, kind):
+                raise damaged(f"{key!r} is not a JSON {kind.__name__}")
+            return value
+
+        def tensors(key: str) -> dict[str, Any]:
+            value = payload.get(key)
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
+                raise damaged(f"{key!r} is missing or not a set of named tensors")
+            return value
+
+        task = payload.get("task")
+        if task not in ("classify", "generate", "translate"):
+            raise damaged(f"unknown task {task!r}")
+        config = json_field("model_config", dict)
+        labels = json_field("labels", list)
+        meta = json_field("meta", dict)
+        weights = {k: (v.float() if v.dtype == torch.float16 else v)
+                   for k, v in tensors("weights").items()}
+        tokenizers = tensors("tokenizers")
+        if "src" not in tokenizers or any(
+                v.dtype != torch.uint8 or v.dim() != 1 for v in tokenizers.values()):
+            raise damaged("'tokenizers' must hold a 'src' byte tensor")
+        train_state = payload.get("train_state")
+        if train_state is not None and not isinstance(train_state, dict):
+            raise damaged("'train_state' is not a dictionary")
         return cls(
-            task=payload["task"],
-            model_config=json.loads(payload["model_config"]),
+            task=task,
+            model_config=config,
             weights=weights,
-            tokenizers={k: v.numpy().tobytes() for k, v in payload["tokenizers"].items()},
-            labels=json.loads(payload["labels"]),
-            meta=json.loads(payload["meta"]),
-            train_state=payload.get("train_state"),
+            tokenizers={k: v.numpy().tobytes() for k, v in tokenizers.items()},
+            labels=[str(x) for x in labels],
+            meta=meta,
+            train_state=train_state,
         )

@@ -6,7 +6,6 @@ Heavy modules (torch, sentencepiece, sacrebleu) are imported inside the commands
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,47 @@ from typing import Any
 import click
 
 from seqtool import __version__
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, reset_warnings
 
-FORMATS = click.Choice(["text", "tsv", "jsonl"])
+LINE_FORMATS = ["text", "tsv", "jsonl", "json"]  # one result per input line
+REPORT_FORMATS = ["text", "json", "jsonl"]  # one report (tables, or one JSON document)
+
+
+class Option(click.Option):
+    """A click option whose old spellings (`old=[...]`, also listed among its names) keep
+    working but are left out of --help, so one vocabulary shows while old scripts still run."""
+
+    def __init__(self, *args: Any, old: tuple[str, ...] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.old = set(old)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, secondary = self.opts, self.secondary_opts
+        self.opts = [o for o in shown if o not in self.old]
+        self.secondary_opts = [o for o in secondary if o not in self.old]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts, self.secondary_opts = shown, secondary
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (`| head`); raised past click, which would exit 1."""
 
 
 class SeqtoolGroup(click.Group):
-    """Turns a SeqtoolError anywhere below into a one-line message and exit code 1."""
+    """Turns a SeqtoolError anywhere below into a one-line message and exit code 1 (or the
+    error's own `exit_code`, e.g. 130 for training stopped by Ctrl-C)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SeqtoolError as e:
-            raise click.ClickException(str(e)) from None
+            error = click.ClickException(str(e))
+            error.exit_code = getattr(e, "exit_code", 1)
+            raise error from None
+        except BrokenPipeError:
+            raise PipeClosed() from None
 
 
 def emit(lines: list[str]) -> None:
@@ -56,6 +83,50 @@ def load_config(ctx: click.Context, _param: click.Parameter, value: str | None) 
     return value
 
 
+def input_option(help: str = "One text per line; '-' = stdin (the default when no TEXTS).",
+                 required: bool = False, old: tuple[str, ...] = ()):
+    return click.option("--input", "-i", *old, "input_path", cls=Option, old=old,
+                        required=required, type=click.Path(dir_okay=False), help=help)
+
+
+def format_option(choices: list[str], default: str = "text"):
+    help = {"text": "text = for people", "tsv": "tsv = tab-separated columns",
+            "jsonl": "jsonl = one JSON object per line",
+            "json": "json = one JSON document"}
+    return click.option("--format", "fmt", type=click.Choice(choices), default=default,
+                        show_default=True,
+                        help="Output format: " + "; ".join(help[c] for c in choices) + ".")
+
+
+def json_alias(f):
+    """The old `--json` flag, now `--format json` (hidden)."""
+    return click.option("--json", "as_json", is_flag=True, hidden=True,
+                        help="Same as --format json.")(f)
+
+
+def errors_option(f):
+    return click.option(
+        "--errors", type=click.Choice(["strict", "skip", "replace"]), default="strict",
+        show_default=True,
+        help="Input lines that are not valid UTF-8: strict = stop with an error after "
+             "answering the lines before; skip = leave the line out (warns once); "
+             "replace = read bad bytes as U+FFFD.")(f)
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                        show_default=True,
+                        help="Where the model runs (auto = cuda when available).")(f)
+
+
+def max_length_option(f):
+    from_predict = 512  # = predict.DEFAULT_MAX_LENGTH (not imported: --help stays light)
+    return click.option(
+        "--max-length", default=from_predict, show_default=True, type=click.IntRange(min=0),
+        help="Cut each input to this many sentencepiece pieces (one warning on stderr when "
+             "it happens); keeps a 1 MB line fast and small. 0 = no limit.")(f)
+
+
 @click.group(cls=SeqtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seqtool")
 def cli() -> None:
@@ -68,6 +139,7 @@ def cli() -> None:
 
     Every command reads stdin when no file or text is given and writes results to stdout.
     """
+    reset_warnings()  # each warning once per command run
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -81,15 +153,20 @@ def tokenizer() -> None:
 @tokenizer.command("train")
 @click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the .model file.")
-@click.option("--vocab-size", default=8000, show_default=True)
+              help="Where to write the .model file (never one of the inputs).")
+@click.option("--vocab-size", default=8000, show_default=True, type=click.IntRange(min=5),
+              help="Pieces in the vocabulary (may come out smaller on a tiny corpus).")
 @click.option("--type", "model_type", type=click.Choice(["unigram", "bpe"]), default="unigram",
-              show_default=True)
-@click.option("--character-coverage", default=1.0, show_default=True)
-@click.option("--column", type=int, default=0,
+              show_default=True, help="Sentencepiece algorithm.")
+@click.option("--character-coverage", default=1.0, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Share of characters the vocabulary must cover; the rest become <unk>.")
+@click.option("--column", type=click.IntRange(min=0), default=0,
               help="Use only this tab-separated column (1-based); 0 = whole line.")
-@click.option("--seed", default=0, show_default=True)
-def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, seed):
+@click.option("--seed", default=0, show_default=True, help="Random seed of the trainer.")
+@errors_option
+def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, seed,
+                    errors):
     """Train a sentencepiece model on text lines (files or stdin).
 
     \b
@@ -97,12 +174,16 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
       cut -f2 corpora/sentiment/movie-snippets/train.tsv | \\
         seqtool tokenizer train --vocab-size 4000 --out sentiment.model
     """
-    from seqtool.data import iter_lines
+    from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.data import read_texts
     from seqtool.tokenizer import Tokenizer
+
+    refuse_overwriting_input(out, list(inputs))
+    check_writable(Path(out))
 
     def lines():
         for path in inputs or ["-"]:
-            for _, line in iter_lines(path):
+            for line in read_texts(None, path, errors):
                 if column:
                     parts = line.split("\t")
                     line = parts[column - 1] if len(parts) >= column else ""
@@ -119,25 +200,30 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
 
 def _load_tokenizer(model: str | None, side: str = "src"):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.predict import default_checkpoint
+    from seqtool.predict import resolve_path
     from seqtool.tokenizer import Tokenizer
 
-    path = Path(model) if model else default_checkpoint("classify")
+    path = resolve_path(model, "classify")
     if path.suffix == ".model":
         return Tokenizer.load(path)
     ckpt = Checkpoint.load(path)
-    return Tokenizer(ckpt.tokenizers.get(side, ckpt.tokenizers["src"]))
+    try:
+        return Tokenizer(ckpt.tokenizers.get(side, ckpt.tokenizers["src"]))
+    except SeqtoolError as e:
+        raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", str(path)) from None
 
 
 @cli.command()
 @click.argument("texts", nargs=-1)
 @click.option("--model", "-m", type=click.Path(dir_okay=False),
-              help="A .model file or a checkpoint (default: the shipped classifier).")
-@click.option("--input", "-i", "input_path", type=click.Path(dir_okay=False))
+              help="A .model file or a checkpoint (default: the shipped classifier, found in "
+                   "$SEQTOOL_CHECKPOINTS or the repository's checkpoints/).")
+@input_option()
 @click.option("--ids", is_flag=True, help="Print piece ids instead of pieces.")
 @click.option("--decode", is_flag=True, help="Turn pieces (or ids with --ids) back into text.")
 @click.option("--target", is_flag=True, help="Use a translator's target-side tokenizer.")
-def tokenize(texts, model, input_path, ids, decode, target):
+@errors_option
+def tokenize(texts, model, input_path, ids, decode, target, errors):
     """Split text into sentencepiece pieces (or ids), one line in, one line out.
 
     \b
@@ -145,15 +231,19 @@ def tokenize(texts, model, input_path, ids, decode, target):
       echo "I love my cat." | seqtool tokenize
       echo "▁I ▁love ▁my ▁cat ." | seqtool tokenize --decode
     """
-    from seqtool.data import chunked, read_texts
+    from seqtool.data import read_text_chunks
 
     tok = _load_tokenizer(model, "tgt" if target else "src")
-    for part in chunked(read_texts(texts, input_path), 1024):
+    for part in read_text_chunks(texts, input_path, 1024, errors):
         out = []
         for line in part:
             if decode:
                 items = line.split()
                 if ids:
+                    if not all(x.isdigit() and int(x) < tok.vocab_size for x in items):
+                        emit(out)
+                        raise SeqtoolError(f"--decode --ids: expected piece ids below "
+                                           f"{tok.vocab_size}, got {line[:60]!r}")
                     out.append(tok.sp.decode([int(x) for x in items]))
                 else:
                     out.append(tok.sp.decode_pieces(items))
@@ -175,20 +265,27 @@ def training_options(f):
                      help="TOML file with option values (command-line flags win)."),
         click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
                      help="Best checkpoint; the resumable last one goes to OUT.last.pt."),
-        click.option("--epochs", default=10, show_default=True),
-        click.option("--seed", default=0, show_default=True),
+        click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1),
+                     help="Passes over the training data."),
+        click.option("--seed", default=0, show_default=True,
+                     help="Random seed: same seed, same data, same model."),
         click.option("--resume", is_flag=True, help="Continue from OUT.last.pt exactly."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                     show_default=True),
+                     show_default=True, help="Where to train (auto = cuda when available)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
                      show_default=True, help="bf16 = mixed precision through torch.autocast."),
         click.option("--max-tokens", default=4096, show_default=True,
                      help="Padded tokens per batch (all processes together)."),
-        click.option("--lr", default=2e-3, show_default=True),
-        click.option("--warmup-steps", default=100, show_default=True),
+        click.option("--lr", default=2e-3, show_default=True,
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Peak learning rate (Adam)."),
+        click.option("--warmup-steps", default=100, show_default=True,
+                     type=click.IntRange(min=0), help="Steps of linear learning-rate warm-up."),
         click.option("--schedule", type=click.Choice(["plateau", "linear", "constant"]),
-                     default="plateau", show_default=True),
-        click.option("--clip-norm", default=1.0, show_default=True),
+                     default="plateau", show_default=True,
+                     help="After warm-up: halve on a dev plateau, decay linearly, or keep."),
+        click.option("--clip-norm", default=1.0, show_default=True,
+                     type=click.FloatRange(min=0), help="Clip the gradient norm (0 = off)."),
         click.option("--eval-every", default=0, show_default=True,
                      help="Evaluate on dev every N steps (0 = every epoch)."),
         click.option("--patience", default=5, show_default=True,
@@ -198,14 +295,17 @@ def training_options(f):
         click.option("--half-checkpoint", is_flag=True, help="Store best weights in fp16."),
         click.option("--ema", default=0.0, show_default=True,
                      help="Evaluate and keep a moving average of the weights (e.g. 0.999)."),
-        click.option("--vocab-size", default=8000, show_default=True),
+        click.option("--vocab-size", default=8000, show_default=True,
+                     type=click.IntRange(min=5), help="Sentencepiece vocabulary size."),
         click.option("--tokenizer-type", type=click.Choice(["unigram", "bpe"]),
-                     default="unigram", show_default=True),
-        click.option("--character-coverage", default=1.0, show_default=True),
+                     default="unigram", show_default=True, help="Sentencepiece algorithm."),
+        click.option("--character-coverage", default=1.0, show_default=True,
+                     type=click.FloatRange(0, 1, min_open=True),
+                     help="Share of characters the vocabulary must cover."),
         click.option("--lowercase", is_flag=True, help="Case-fold text in the tokenizer."),
         click.option("--tokenizer", "tokenizer_path", type=click.Path(dir_okay=False),
                      help="Reuse a trained sentencepiece .model instead of training one."),
-        click.option("--quiet", "-q", is_flag=True),
+        click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -218,29 +318,59 @@ TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warm
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
-    """Shared tail of every `train` command: build the task, train, report."""
+    """Shared tail of every `train` command: build the task, train, report.
+
+    With --resume the tokenizers come from OUT.last.pt, and the run is refused when its data
+    or options differ from the run that wrote it."""
+    from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
     from seqtool.tasks import TokenizerOptions, run_meta
-    from seqtool.training import TrainConfig, Trainer, last_path
+    from seqtool.training import (
+        TrainConfig,
+        Trainer,
+        check_same_run,
+        last_path,
+        run_fingerprint,
+    )
 
     out = Path(opts["out"])
     config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS})
+    fingerprint = run_fingerprint(click.get_current_context().params)
+    remove_stale_temp_files(out)
+    check_writable(out)
+    check_writable(last_path(out))
+    resumed = None
+    if opts["resume"]:
+        resumed = Checkpoint.load(last_path(out))
+        check_same_run(resumed.meta.get("run"), fingerprint, last_path(out))
     tok = TokenizerOptions(opts["vocab_size"], opts["tokenizer_type"],
-                           opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"])
+                           opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"],
+                           trained=resumed.tokenizers if resumed else None)
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
                     {k: opts[k] for k in TRAIN_KEYS})
+    meta["run"] = fingerprint
     try:
         model, task = setup(tok, meta)
     except ValueError as e:  # a model configuration that cannot be built
         raise SeqtoolError(f"model: {e}") from None
     trainer = Trainer(model, task, config, out)
-    if opts["resume"]:
-        trainer.resume(last_path(out))
+    if resumed is not None:
+        trainer.resume(resumed, last_path(out))
     params = sum(p.numel() for p in model.parameters())
     trainer.log(f"training {task_name}: {params / 1e6:.2f}M parameters, "
                 f"{len(task.lengths)} examples, {len(trainer.epoch_batches(0))} batches/epoch")
     result = trainer.fit()
     trainer.log(f"done: best dev {task.metric} {result['best']:.4f} after {result['steps']} "
                 f"steps, {result['seconds']:.0f}s; wrote {out}")
+
+
+def refuse_overwriting_data(opts: dict[str, Any], *inputs: str | None) -> None:
+    """--out (and OUT.last.pt) must not be a data or tokenizer file of the run."""
+    from seqtool.checkpoint import refuse_overwriting_input
+    from seqtool.training import last_path
+
+    inputs = (*inputs, opts.get("tokenizer_path"))
+    for target in (Path(opts["out"]), last_path(Path(opts["out"]))):
+        refuse_overwriting_input(target, list(inputs))
 
 
 @cli.group(cls=SeqtoolGroup)
@@ -251,19 +381,27 @@ def train() -> None:
 @train.command("classify")
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False),
               help="label<TAB>text lines (or .jsonl).")
-@click.option("--dev", "dev_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--dev", "dev_path", required=True, type=click.Path(dir_okay=False),
+              help="Held-out data in the same format; picks the best checkpoint.")
 @training_options
-@click.option("--embed-dim", default=128, show_default=True)
-@click.option("--hidden-dim", default=192, show_default=True)
-@click.option("--layers", default=1, show_default=True)
-@click.option("--bidirectional/--unidirectional", default=True, show_default=True)
-@click.option("--dropout", default=0.3, show_default=True)
+@click.option("--embed-dim", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Size of the piece embeddings.")
+@click.option("--hidden-dim", default=192, show_default=True, type=click.IntRange(min=1),
+              help="GRU state size (per direction).")
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacked GRU layers.")
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True,
+              help="Read the text in both directions.")
+@click.option("--dropout", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Dropout rate.")
 @click.option("--pooling", type=click.Choice(["max", "mean", "last"]), default="max",
-              show_default=True)
+              show_default=True, help="How the GRU states become one sentence vector.")
 @click.option("--ensemble", default=1, show_default=True,
               help="Train N GRUs together and average their predictions.")
 @click.option("--subword-sampling", default=0.0, show_default=True,
               help="Sample segmentations with this alpha while training (0 = off).")
+@click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Cut training texts to this many pieces (warns once).")
 def train_classify(train_path, dev_path, **opts):
     """Train a GRU sequence -> class model (S1).
 
@@ -278,26 +416,36 @@ def train_classify(train_path, dev_path, **opts):
     model_opts = {k: opts.pop(k) for k in
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
                    "ensemble")}
-    alpha = opts.pop("subword_sampling")
+    alpha, max_length = opts.pop("subword_sampling"), opts.pop("max_length")
+    refuse_overwriting_data(opts, train_path, dev_path)
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("classify", opts, lambda tok, meta: setup_classify(
-        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, alpha))
+        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, alpha,
+        max_length))
 
 
 @train.command("generate")
 @click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False),
               help="label<TAB>text lines (or .jsonl).")
-@click.option("--dev", "dev_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--dev", "dev_path", required=True, type=click.Path(dir_okay=False),
+              help="Held-out data in the same format; picks the best checkpoint.")
 @training_options
-@click.option("--embed-dim", default=256, show_default=True)
-@click.option("--hidden-dim", default=512, show_default=True)
-@click.option("--layers", default=1, show_default=True)
-@click.option("--dropout", default=0.3, show_default=True)
-@click.option("--tie-embeddings/--no-tie-embeddings", default=True, show_default=True)
+@click.option("--embed-dim", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Size of the piece embeddings.")
+@click.option("--hidden-dim", default=512, show_default=True, type=click.IntRange(min=1),
+              help="LSTM state size.")
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacked LSTM layers.")
+@click.option("--dropout", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+              help="Dropout rate.")
+@click.option("--tie-embeddings/--no-tie-embeddings", default=True, show_default=True,
+              help="Share input embeddings and output projection.")
 @click.option("--class-every-step", is_flag=True,
               help="Also feed the class at every step, not only into y_h(0).")
 @click.option("--class-bias/--no-class-bias", default=True, show_default=True,
               help="A learned per-class bias on the output scores.")
+@click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Drop training sentences longer than this many pieces (warns once).")
 def train_generate(train_path, dev_path, **opts):
     """Train an LSTM class -> sequence generator with teacher forcing (S2).
 
@@ -312,34 +460,51 @@ def train_generate(train_path, dev_path, **opts):
     model_opts = {k: opts.pop(k) for k in ("embed_dim", "hidden_dim", "layers", "dropout",
                                             "tie_embeddings", "class_every_step",
                                             "class_bias")}
+    max_length = opts.pop("max_length")
+    refuse_overwriting_data(opts, train_path, dev_path)
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("generate", opts, lambda tok, meta: setup_generate(
-        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta))
+        train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, max_length))
 
 
 @train.command("translate")
 @click.option("--train", "train_path", type=click.Path(dir_okay=False),
               help="source<TAB>target lines (instead of --train-src/--train-tgt).")
-@click.option("--dev", "dev_path", type=click.Path(dir_okay=False))
-@click.option("--train-src", type=click.Path(dir_okay=False))
-@click.option("--train-tgt", type=click.Path(dir_okay=False))
-@click.option("--dev-src", type=click.Path(dir_okay=False))
-@click.option("--dev-tgt", type=click.Path(dir_okay=False))
+@click.option("--dev", "dev_path", type=click.Path(dir_okay=False),
+              help="Dev source<TAB>target lines (instead of --dev-src/--dev-tgt).")
+@click.option("--train-src", type=click.Path(dir_okay=False),
+              help="Training source sentences, one per line (with --train-tgt).")
+@click.option("--train-tgt", type=click.Path(dir_okay=False),
+              help="Training target sentences, aligned with --train-src.")
+@click.option("--dev-src", type=click.Path(dir_okay=False),
+              help="Dev source sentences (with --dev-tgt).")
+@click.option("--dev-tgt", type=click.Path(dir_okay=False),
+              help="Dev target sentences, aligned with --dev-src.")
 @training_options
-@click.option("--embed-dim", default=256, show_default=True)
-@click.option("--hidden-dim", default=256, show_default=True)
-@click.option("--encoder-layers", default=1, show_default=True)
-@click.option("--decoder-layers", default=1, show_default=True)
-@click.option("--rnn", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True)
+@click.option("--embed-dim", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Size of the piece embeddings.")
+@click.option("--hidden-dim", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Decoder state size (and per encoder direction).")
+@click.option("--encoder-layers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacked bidirectional encoder layers.")
+@click.option("--decoder-layers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacked decoder layers.")
+@click.option("--rnn", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True,
+              help="Recurrent cell of encoder and decoder.")
 @click.option("--attention", type=click.Choice(["bahdanau", "luong-general", "luong-dot"]),
-              default="bahdanau", show_default=True)
-@click.option("--attention-dim", default=256, show_default=True)
-@click.option("--dropout", default=0.2, show_default=True)
-@click.option("--input-feeding/--no-input-feeding", default=True, show_default=True)
-@click.option("--label-smoothing", default=0.1, show_default=True)
-@click.option("--joint-vocab/--separate-vocab", default=True, show_default=True)
-@click.option("--max-length", default=128, show_default=True,
-              help="Drop training pairs longer than this many pieces.")
+              default="bahdanau", show_default=True, help="Attention type.")
+@click.option("--attention-dim", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Size of the additive (bahdanau) attention layer.")
+@click.option("--dropout", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Dropout rate.")
+@click.option("--input-feeding/--no-input-feeding", default=True, show_default=True,
+              help="Feed the previous attention output into the next decoder step.")
+@click.option("--label-smoothing", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True), help="Label smoothing of the loss.")
+@click.option("--joint-vocab/--separate-vocab", default=True, show_default=True,
+              help="One sentencepiece model for both languages, or one each.")
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Drop training pairs longer than this many pieces (warns once).")
 def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt, **opts):
     """Train an attention encoder-decoder (S3).
 
@@ -352,6 +517,7 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
     from seqtool.data import read_parallel
     from seqtool.tasks import setup_translate
 
+    refuse_overwriting_data(opts, train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt)
     if train_path:
         train_data = read_parallel(train_path)
     elif train_src and train_tgt:
@@ -377,53 +543,67 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
 
 def model_option(task: str):
     return click.option("--model", "-m", type=click.Path(dir_okay=False),
-                        help=f"Checkpoint (default: the shipped {task} model).")
+                        help=f"Checkpoint (default: the shipped {task} model, found in "
+                             "$SEQTOOL_CHECKPOINTS or the repository's checkpoints/).")
+
+
+def report_format(fmt: str, as_json: bool) -> str:
+    return "json" if as_json else fmt
 
 
 @cli.command()
 @click.argument("texts", nargs=-1)
 @model_option("classify")
-@click.option("--input", "-i", "input_path", type=click.Path(dir_okay=False),
-              help="One text per line (default: stdin).")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def classify(texts, model, input_path, fmt):
+@input_option()
+@format_option(LINE_FORMATS)
+@max_length_option
+@errors_option
+@device_option
+def classify(texts, model, input_path, fmt, max_length, errors, device):
     """Label each text with a class and its probability (S1).
+
+    Each line is answered as soon as it has arrived (lines that are already waiting are
+    batched together), so slow pipes and terminals get results at once.
 
     \b
     Examples:
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
       cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
     """
-    from seqtool.data import chunked, read_texts
+    from seqtool.data import read_text_chunks
     from seqtool.predict import classify_stream, load
+    from seqtool.report import RecordWriter
 
-    loaded = load(model, "classify")
+    loaded = load(model, "classify", device)
     labels = loaded.checkpoint.labels
-    for part in chunked(classify_stream(loaded, read_texts(texts, input_path)), 512):
-        lines = []
-        for text, probs in part:
-            best = int(probs.argmax())
-            p = float(probs[best])
-            if fmt == "jsonl":
-                lines.append(json.dumps({
-                    "label": labels[best], "probability": round(p, 6), "text": text,
+    out = RecordWriter(fmt, text=lambda r: f"{r['label']} ({r['probability']:.2f})  {r['text']}",
+                       tsv=lambda r: f"{r['label']}\t{r['probability']:.4f}\t{r['text']}")
+    chunks = read_text_chunks(texts, input_path, 512, errors)
+    with out:
+        for part in classify_stream(loaded, chunks, max_length):
+            records = []
+            for text, probs in part:
+                best = int(probs.argmax())
+                records.append({
+                    "label": labels[best], "probability": round(float(probs[best]), 6),
+                    "text": text,
                     "probabilities": {lab: round(float(q), 6) for lab, q in zip(labels, probs)},
-                }, ensure_ascii=False))
-            elif fmt == "tsv":
-                lines.append(f"{labels[best]}\t{p:.4f}\t{text}")
-            else:
-                lines.append(f"{labels[best]} ({p:.2f})  {text}")
-        emit(lines)
+                })
+            out.write(records)
 
 
 @cli.command()
 @click.argument("texts", nargs=-1)
 @model_option("classify")
-@click.option("--input", "-i", "input_path", type=click.Path(dir_okay=False))
+@input_option()
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
-              help="Write a .npy matrix here instead of JSONL to stdout.")
-def embed(texts, model, input_path, out):
-    """One vector per input line from the classifier's encoder (JSONL or .npy).
+              help="Write a .npy matrix here instead of lines to stdout.")
+@format_option(["jsonl", "json", "tsv"], default="jsonl")
+@max_length_option
+@errors_option
+@device_option
+def embed(texts, model, input_path, out, fmt, max_length, errors, device):
+    """One vector per input line from the classifier's encoder (JSONL, or .npy with --out).
 
     \b
     Examples:
@@ -432,18 +612,26 @@ def embed(texts, model, input_path, out):
     """
     import numpy as np
 
-    from seqtool.data import chunked, read_texts
+    from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.data import read_text_chunks
     from seqtool.predict import classify_outputs, load
+    from seqtool.report import RecordWriter
 
-    loaded = load(model, "classify")
+    if out:
+        refuse_overwriting_input(out, [input_path])
+        check_writable(Path(out))
+    loaded = load(model, "classify", device)
     parts = []
-    for part in chunked(read_texts(texts, input_path), 512):
-        vectors = classify_outputs(loaded.model, loaded.tokenizer, part, encode_only=True)
-        if out:
-            parts.append(vectors.numpy())
-        else:
-            emit([json.dumps({"text": t, "vector": [round(x, 5) for x in v.tolist()]},
-                             ensure_ascii=False) for t, v in zip(part, vectors)])
+    writer = RecordWriter(fmt, tsv=lambda r: r["text"] + "\t" + " ".join(map(str, r["vector"])))
+    with writer:
+        for part in read_text_chunks(texts, input_path, 512, errors):
+            vectors = classify_outputs(loaded.model, loaded.tokenizer, part, encode_only=True,
+                                       max_length=max_length)
+            if out:
+                parts.append(vectors.numpy())
+            else:
+                writer.write([{"text": t, "vector": [round(x, 5) for x in v.tolist()]}
+                              for t, v in zip(part, vectors)])
     if out:
         import io
 
@@ -459,61 +647,88 @@ def embed(texts, model, input_path, out):
 @cli.command()
 @model_option("generate")
 @click.option("--label", "-l", required=True, help="The class to generate from.")
-@click.option("-n", "count", default=1, show_default=True, help="Number of samples.")
+@click.option("-n", "count", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Samples (per prompt line with --input).")
 @click.option("--prompt", default="", help="Continue this beginning.")
-@click.option("--temperature", "-t", default=0.8, show_default=True, help="0 = greedy.")
-@click.option("--top-k", default=0, show_default=True, help="0 = no limit.")
-@click.option("--top-p", default=1.0, show_default=True, help="Nucleus sampling mass.")
-@click.option("--max-tokens", default=60, show_default=True)
-@click.option("--guidance", "-g", default=1.0, show_default=True,
+@input_option("Prompts, one per line ('-' = stdin): each line is continued -n times, and "
+              "answered as soon as it has arrived.")
+@click.option("--temperature", "-t", default=0.8, show_default=True,
+              type=click.FloatRange(min=0), help="Sampling temperature; 0 = greedy.")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Sample among the k most likely pieces; 0 = no limit.")
+@click.option("--top-p", default=1.0, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling mass.")
+@click.option("--max-length", "--max-tokens", "max_length", cls=Option, old=("--max-tokens",),
+              default=60, show_default=True, type=click.IntRange(min=1),
+              help="Longest output in pieces (the prompt not counted).")
+@click.option("--guidance", "-g", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Strengthen the class: contrast with the other classes (0 = off).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text",
-              show_default=True)
-def generate(model, label, count, prompt, temperature, top_k, top_p, max_tokens, guidance,
-             seed, fmt):
+@click.option("--seed", default=0, show_default=True, help="Random seed; same seed, same text.")
+@format_option(LINE_FORMATS)
+@errors_option
+@device_option
+def generate(model, label, count, prompt, input_path, temperature, top_k, top_p, max_length,
+             guidance, seed, fmt, errors, device):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     \b
     Examples:
       seqtool generate --label positive -n 5
       seqtool generate --label negative --prompt "The plot" --temperature 0
+      printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
     """
     from seqtool.predict import generate as run
-
-    if count < 1 or max_tokens < 1:
-        raise SeqtoolError("-n and --max-tokens must be at least 1")
-    if not 0 < top_p <= 1:
-        raise SeqtoolError("--top-p must be in (0, 1]")
     from seqtool.predict import load
+    from seqtool.report import RecordWriter
 
-    loaded = load(model, "generate")
-    samples = run(loaded, label, count, prompt, max_tokens, temperature, top_k, top_p, seed,
-                  guidance=guidance)
-    emit([json.dumps(s, ensure_ascii=False) if fmt == "jsonl" else s["text"] for s in samples])
+    loaded = load(model, "generate", device)
+    out = RecordWriter(fmt, text=lambda r: r["text"],
+                       tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
+    with out:
+        if not input_path:
+            out.write(run(loaded, label, count, prompt, max_length, temperature, top_k, top_p,
+                          seed, guidance=guidance))
+            return
+        from seqtool.data import read_text_chunks
+
+        for part in read_text_chunks(None, input_path, 64, errors):
+            for line in part:  # a prompt per line; each gets the same seed, so reruns agree
+                out.write(run(loaded, label, count, line, max_length, temperature, top_k,
+                              top_p, seed, guidance=guidance))
 
 
 @cli.command()
 @click.argument("texts", nargs=-1)
 @model_option("translate")
-@click.option("--input", "-i", "input_path", type=click.Path(dir_okay=False))
-@click.option("--beam", "-b", default=5, show_default=True, help="Beam size; 1 = greedy.")
-@click.option("--length-penalty", default=1.0, show_default=True,
+@input_option()
+@click.option("--beam", "-b", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Beam size; 1 = greedy.")
+@click.option("--length-penalty", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="alpha of ((5+len)/6)^alpha; 0 = none.")
-@click.option("--n-best", default=1, show_default=True, help="Hypotheses per sentence (JSONL).")
+@click.option("--n-best", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Hypotheses per sentence (jsonl/json), at most --beam.")
 @click.option("--max-length-ratio", default=2.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
               help="Stop a translation at ratio * source pieces + 5.")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-@click.option("--attention", "attention_png", type=click.Path(dir_okay=False),
+@max_length_option
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Sentences decoded together.")
+@format_option(LINE_FORMATS)
+@click.option("--attention-png", "--attention", "attention_png", cls=Option,
+              old=("--attention",), type=click.Path(dir_okay=False),
               help="Save the attention matrix of the first sentence as a PNG.")
 @click.option("--show-attention", is_flag=True,
               help="Print the attention matrix of each sentence to stderr.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
               show_default=True, help="bf16 runs the matrix products in bfloat16 (faster).")
+@errors_option
+@device_option
 def translate(texts, model, input_path, beam, length_penalty, n_best, max_length_ratio,
-              batch_size, fmt, attention_png, show_attention, precision):
+              max_length, batch_size, fmt, attention_png, show_attention, precision, errors,
+              device):
     """Translate sentences (S3): one translation per input line, in order.
+
+    Each line is answered as soon as it has arrived; empty lines stay empty.
 
     \b
     Examples:
@@ -521,40 +736,45 @@ def translate(texts, model, input_path, beam, length_penalty, n_best, max_length
       cut -f1 pairs.tsv | seqtool translate --beam 5 | sacrebleu ref.txt
       seqtool translate --n-best 3 --format jsonl "Dieu est amour."
     """
-    from seqtool.data import chunked, read_texts
+    from seqtool.data import read_text_chunks
     from seqtool.predict import Translation, load
+    from seqtool.report import RecordWriter
 
-    if beam < 1 or n_best < 1 or n_best > max(beam, 1):
-        raise SeqtoolError("need --beam >= 1 and 1 <= --n-best <= --beam")
-    loaded = load(model, "translate")
+    if n_best > beam:
+        raise SeqtoolError("--n-best cannot exceed --beam")
+    if attention_png:
+        from seqtool.checkpoint import check_writable, refuse_overwriting_input
+
+        refuse_overwriting_input(attention_png, [input_path])
+        check_writable(Path(attention_png))
+    loaded = load(model, "translate", device)
     translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
     want_attention = bool(attention_png or show_attention)
     first = True
-    for part in chunked(read_texts(texts, input_path), 512):
-        results = translation.translate(part, beam, length_penalty, n_best, max_length_ratio,
-                                        batch_size, want_attention)
-        lines = []
-        for src, r in zip(part, results):
-            if fmt == "jsonl":
-                lines.append(json.dumps({
+    out = RecordWriter(fmt, text=lambda r: r["translation"],
+                       tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}")
+    with out:
+        for part in read_text_chunks(texts, input_path, 512, errors):
+            results = translation.translate(part, beam, length_penalty, n_best,
+                                            max_length_ratio, batch_size, want_attention,
+                                            max_length)
+            records = []
+            for src, r in zip(part, results):
+                records.append({
                     "source": src, "translation": r.text, "score": round(r.score, 4),
                     "n_best": [{"translation": translation.text(h), "score": round(h.score, 4)}
                                for h in r.hypotheses],
-                }, ensure_ascii=False))
-            elif fmt == "tsv":
-                lines.append(f"{src}\t{r.text}\t{r.score:.4f}")
-            else:
-                lines.append(r.text)
-            if want_attention and r.source_pieces:
-                from seqtool.plot import attention_table, save_attention_png
+                })
+                if want_attention and r.source_pieces:
+                    from seqtool.plot import attention_table, save_attention_png
 
-                if show_attention:
-                    attention_table(r)
-                if attention_png and first:
-                    save_attention_png(r, attention_png)
-                    click.echo(f"wrote {attention_png}", err=True)
-                first = False
-        emit(lines)
+                    if show_attention:
+                        attention_table(r)
+                    if attention_png and first:
+                        save_attention_png(r, attention_png)
+                        click.echo(f"wrote {attention_png}", err=True)
+                    first = False
+            out.write(records)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -565,73 +785,88 @@ def evaluate() -> None:
     """Score a model on labelled data."""
 
 
+def labeled_input_option(f):
+    return input_option("label<TAB>text lines (or .jsonl).", required=True,
+                        old=("--data", "-d"))(f)
+
+
 @evaluate.command("classify")
 @model_option("classify")
-@click.option("--data", "-d", required=True, type=click.Path(dir_okay=False),
-              help="label<TAB>text lines (or .jsonl).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def evaluate_classify(model, data, as_json):
+@labeled_input_option
+@format_option(REPORT_FORMATS)
+@json_alias
+@max_length_option
+@device_option
+def evaluate_classify(model, input_path, fmt, as_json, max_length, device):
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix.
 
     \b
     Example:
-      seqtool evaluate classify --data corpora/sentiment/movie-snippets/test.tsv
+      seqtool evaluate classify -i corpora/sentiment/movie-snippets/test.tsv
     """
     from seqtool.evaluation import evaluate_classifier
-    from seqtool.report import print_classification
+    from seqtool.report import print_classification, print_report
 
-    report = evaluate_classifier(model, data)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        print_classification(report)
+    report = evaluate_classifier(model, input_path, device, max_length)
+    print_report(report, report_format(fmt, as_json), print_classification)
 
 
 @evaluate.command("generate")
 @model_option("generate")
-@click.option("--data", "-d", required=True, type=click.Path(dir_okay=False))
+@labeled_input_option
 @click.option("--judge", type=click.Path(dir_okay=False),
               help="Classifier that judges class consistency (default: the shipped one).")
 @click.option("--train", "train_path", type=click.Path(dir_okay=False),
-              help="Training file, to count verbatim copies (default: from the model card).")
-@click.option("--samples", default=200, show_default=True, help="Samples per class.")
-@click.option("--temperature", default=0.8, show_default=True)
-@click.option("--guidance", "-g", default=1.0, show_default=True,
+              help="Training file, to count verbatim copies (default: the --train file of the "
+                   "command recorded in the checkpoint, when that file can be found).")
+@click.option("--samples", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Samples per class.")
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature of the samples; 0 = greedy.")
+@click.option("--guidance", "-g", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Class guidance of the samples, as in `seqtool generate`.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def evaluate_generate(model, data, judge, train_path, samples, temperature, guidance, seed,
-                      as_json):
+@click.option("--seed", default=0, show_default=True, help="Random seed of the samples.")
+@format_option(REPORT_FORMATS)
+@json_alias
+@device_option
+def evaluate_generate(model, input_path, judge, train_path, samples, temperature, guidance,
+                      seed, fmt, as_json, device):
     """Perplexity (right vs wrong class), diversity, copying and class consistency.
 
     \b
     Example:
-      seqtool evaluate generate --data corpora/sentiment/movie-snippets/test.tsv
+      seqtool evaluate generate -i corpora/sentiment/movie-snippets/test.tsv
     """
     from seqtool.evaluation import evaluate_generator
-    from seqtool.report import print_generation
+    from seqtool.report import print_generation, print_report
 
-    report = evaluate_generator(model, data, judge, train_path, samples, temperature, seed,
-                                guidance)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        print_generation(report)
+    report = evaluate_generator(model, input_path, judge, train_path, samples, temperature,
+                                seed, guidance, device)
+    print_report(report, report_format(fmt, as_json), print_generation)
 
 
 @evaluate.command("translate")
 @model_option("translate")
-@click.option("--src", required=True, type=click.Path(dir_okay=False))
-@click.option("--ref", required=True, type=click.Path(dir_okay=False))
-@click.option("--beam", "-b", default=5, show_default=True)
-@click.option("--length-penalty", default=1.0, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Also write the translations.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--src", "-i", "--input", "src", cls=Option, old=("--input",), required=True,
+              type=click.Path(dir_okay=False), help="Source sentences, one per line.")
+@click.option("--ref", required=True, type=click.Path(dir_okay=False),
+              help="Reference translations, aligned with --src.")
+@click.option("--beam", "-b", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Beam size; 1 = greedy.")
+@click.option("--length-penalty", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="alpha of ((5+len)/6)^alpha; 0 = none.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Sentences decoded together.")
+@max_length_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False),
+              help="Also write the translations, one per --src line (blank lines kept).")
+@format_option(REPORT_FORMATS)
+@json_alias
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
               show_default=True, help="bf16 runs the matrix products in bfloat16 (faster).")
-def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, as_json,
-                       precision):
+@device_option
+def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, max_length, out,
+                       fmt, as_json, precision, device):
     """BLEU and chrF (sacrebleu, detokenized) and decoding speed.
 
     \b
@@ -640,14 +875,16 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, a
       seqtool evaluate translate --src $D/test.fr --ref $D/test.en --beam 5
     """
     from seqtool.evaluation import evaluate_translator
-    from seqtool.report import print_translation
+    from seqtool.report import print_report, print_translation
 
+    if out:
+        from seqtool.checkpoint import check_writable, refuse_overwriting_input
+
+        refuse_overwriting_input(out, [src, ref, model])
+        check_writable(Path(out))
     report = evaluate_translator(model, src, ref, beam, length_penalty, batch_size, out,
-                                 precision)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        print_translation(report)
+                                 precision, device, max_length)
+    print_report(report, report_format(fmt, as_json), print_translation)
 
 
 # ----------------------------------------------------------------------------- info
@@ -655,36 +892,61 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, out, a
 
 @cli.command()
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
-def info(checkpoint, as_json):
+@format_option(REPORT_FORMATS)
+@json_alias
+def info(checkpoint, fmt, as_json):
     """Show what a checkpoint holds: task, model, labels, training history, versions.
 
     \b
     Example:
       seqtool info checkpoints/sentiment-gru.pt
     """
-    from seqtool.report import checkpoint_summary, print_info
+    from seqtool.report import checkpoint_summary, print_info, print_report
 
-    summary = checkpoint_summary(checkpoint)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        print_info(summary)
+    print_report(checkpoint_summary(checkpoint), report_format(fmt, as_json), print_info)
 
 
-def main() -> None:
-    """Console entry point: quiet on a closed pipe and on Ctrl-C."""
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit raises nothing more."""
     import os
 
     try:
-        cli.main(prog_name="seqtool")
-    except BrokenPipeError:
-        # Python flushes stdout at exit; point it at devnull so that raises nothing.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+    except (OSError, ValueError):
+        pass
+
+
+def main() -> None:
+    """Console entry point: one line per error, no traceback for anything a user can cause.
+
+    A closed pipe (`| head`) exits quietly with 0; Ctrl-C exits 130; a failed write (stdout to
+    a full disk, /dev/full) names what could not be written and exits 1."""
+    import errno
+
+    try:
+        code = cli.main(prog_name="seqtool", standalone_mode=False)
+        sys.stdout.flush()  # inside the try: a full disk shows up here, not at exit
+    except click.exceptions.Abort as e:  # click turns KeyboardInterrupt into Abort
+        code = 130 if isinstance(e.__cause__, KeyboardInterrupt) else 1
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except PipeClosed:
+        _silence_stdout()
+        code = 0
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            _silence_stdout()
+            code = 0
+        else:
+            where = e.filename if e.filename is not None else "<stdout>"
+            print(f"Error: {where}: {e.strerror or e}", file=sys.stderr)
+            _silence_stdout()
+            code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, warn_once
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,13 @@ def _parse_jsonl_record(line: str, name: str, number: int) -> LabeledText:
     return LabeledText(label, text, number)
 
 
-def read_parallel(src: str | Path, tgt: str | Path | None = None) -> list[TextPair]:
-    """Read aligned pairs from two files, or from one `src<TAB>tgt` file when `tgt` is None."""
+def read_parallel(
+    src: str | Path, tgt: str | Path | None = None, keep_blank: bool = False
+) -> list[TextPair]:
+    """Read aligned pairs from two files, or from one `src<TAB>tgt` file when `tgt` is None.
+
+    Lines blank on both sides are left out, or kept as empty pairs with `keep_blank` (two
+    files only), so that output written per source line stays aligned with it."""
     pairs: list[TextPair] = []
     if tgt is None:
         name = _display_name(src)
@@ -143,6 +148,8 @@ def read_parallel(src: str | Path, tgt: str | Path | None = None) -> list[TextPa
         for (number, s), (_, t) in zip(src_lines, tgt_lines, strict=True):
             s, t = s.strip(), t.strip()
             if not s and not t:
+                if keep_blank:
+                    pairs.append(TextPair("", ""))
                 continue
             if not s or not t:
                 bad = src if not s else tgt
@@ -150,21 +157,155 @@ def read_parallel(src: str | Path, tgt: str | Path | None = None) -> list[TextPa
                     "empty line where its partner is not", _display_name(bad), number
                 )
             pairs.append(TextPair(s, t))
-    if not pairs:
+    if not any(p.src for p in pairs):
         raise SeqtoolError("file is empty: no records", _display_name(src))
     return pairs
 
 
-def read_texts(inputs: Sequence[str] | None, path: str | None = None) -> Iterator[str]:
-    """Texts to predict on: the command-line arguments if any, else lines of a file or stdin.
+ERRORS = ("strict", "skip", "replace")  # what to do with a line that is not valid UTF-8
 
-    Empty lines are kept (as empty strings) so that output lines stay aligned with input lines.
+
+class LineSource:
+    """Lines of a file descriptor, handed out as soon as they have arrived.
+
+    `take(limit)` waits for one line, then adds only the lines that are already readable
+    (up to `limit`), so a slow pipe or a terminal gets an answer per line while a file or a
+    fast pipe still fills whole batches.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = bytearray()
+        self.scanned = 0  # no newline in buffer[:scanned]
+        self.eof = False
+
+    def _ready(self) -> bool:
+        import select
+
+        try:
+            return bool(select.select([self.fd], [], [], 0)[0])
+        except (OSError, ValueError):  # not selectable (some platforms): take what we have
+            return False
+
+    def _fill(self, wait: bool) -> bool:
+        if self.eof or (not wait and not self._ready()):
+            return False
+        import os
+
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        self.buffer += data
+        return True
+
+    def take(self, limit: int) -> list[bytes]:
+        """Up to `limit` lines (with their endings); [] only at the end of input."""
+        lines: list[bytes] = []
+        while len(lines) < limit:
+            end = self.buffer.find(b"\n", self.scanned)
+            if end >= 0:
+                lines.append(bytes(self.buffer[: end + 1]))
+                del self.buffer[: end + 1]
+                self.scanned = 0
+                continue
+            self.scanned = len(self.buffer)
+            if self._fill(wait=not lines):
+                continue
+            if self.eof and self.buffer:  # a last line without a newline
+                lines.append(bytes(self.buffer))
+                self.buffer.clear()
+                self.scanned = 0
+            break
+        return lines
+
+
+class StreamSource:
+    """`LineSource` for a stream without a file descriptor (e.g. an in-memory test stdin)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def take(self, limit: int) -> list[bytes]:
+        lines = []
+        while len(lines) < limit and (line := self.stream.readline()):
+            lines.append(line)
+        return lines
+
+
+def decode_line(raw: bytes, errors: str, name: str, number: int) -> str | None:
+    """A raw line as text without its line ending; None when `errors="skip"` drops it."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if errors == "replace":
+            line = raw.decode("utf-8", errors="replace")
+        elif errors == "skip":
+            warn_once("skip-utf8", f"{name}:{number}: skipped a line that is not valid UTF-8 "
+                      "(--errors skip); later ones are skipped silently")
+            return None
+        else:
+            raise SeqtoolError(
+                f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                "--errors skip|replace reads dirty input", name, number) from None
+    if number == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    return line.rstrip("\r\n")
+
+
+def read_text_chunks(
+    inputs: Sequence[str] | None, path: str | None = None, size: int = 512,
+    errors: str = "strict",
+) -> Iterator[list[str]]:
+    """Texts to predict on, in lists of at most `size`, each list as soon as it is available.
+
+    The command-line arguments if any, else the lines of a file or stdin, stripped. Empty
+    lines are kept (as empty strings) so that output lines stay aligned with input lines. A
+    line that is not valid UTF-8 ends the stream with an error after the lines before it.
     """
     if inputs:
-        yield from inputs
+        yield from chunked(inputs, size)
         return
-    for _, line in iter_lines(path):
-        yield line.strip()
+    import os
+
+    name = _display_name(path)
+    if path in (None, "-"):
+        try:
+            source, close = LineSource(sys.stdin.fileno()), False
+        except (AttributeError, OSError, ValueError):  # no descriptor: read the stream itself
+            source, close = StreamSource(sys.stdin.buffer), False
+    else:
+        try:
+            source, close = LineSource(os.open(path, os.O_RDONLY)), True
+        except OSError as e:
+            raise SeqtoolError(f"cannot open: {e.strerror}", name) from None
+    try:
+        number = 0
+        while raw_lines := source.take(size):
+            texts = []
+            for raw in raw_lines:
+                number += 1
+                try:
+                    line = decode_line(raw, errors, name, number)
+                except SeqtoolError:
+                    if texts:
+                        yield texts  # answer what came before the bad line first
+                    raise
+                if line is not None:
+                    texts.append(line.strip())
+            if texts:
+                yield texts
+    finally:
+        if close:
+            os.close(source.fd)
+
+
+def read_texts(
+    inputs: Sequence[str] | None, path: str | None = None, errors: str = "strict"
+) -> Iterator[str]:
+    """Texts one by one (see `read_text_chunks`)."""
+    for chunk in read_text_chunks(inputs, path, 512, errors):
+        yield from chunk
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

@@ -11,16 +11,19 @@ from seqtool.errors import SeqtoolError
 from seqtool.metrics import classification_report, corpus_scores, distinct_n
 
 
-def evaluate_classifier(model_path: str | None, data: str) -> dict[str, Any]:
+def evaluate_classifier(
+    model_path: str | None, data: str, device: str = "cpu", max_length: int = 512
+) -> dict[str, Any]:
     from seqtool.predict import classify_probabilities, load
     from seqtool.tasks import check_labels
 
-    loaded = load(model_path, "classify")
+    loaded = load(model_path, "classify", device)
     labels = loaded.checkpoint.labels
     records = list(read_labeled(data))
     check_labels(records, labels, data)
     start = time.perf_counter()
-    probs = classify_probabilities(loaded.model, loaded.tokenizer, [r.text for r in records])
+    probs = classify_probabilities(loaded.model, loaded.tokenizer, [r.text for r in records],
+                                   max_length=max_length)
     seconds = time.perf_counter() - start
     predicted = [labels[i] for i in probs.argmax(-1).tolist()]
     report = classification_report([r.label for r in records], predicted, labels)
@@ -31,14 +34,14 @@ def evaluate_classifier(model_path: str | None, data: str) -> dict[str, Any]:
 
 def evaluate_generator(
     model_path: str | None, data: str, judge: str | None, train_path: str | None,
-    samples: int, temperature: float, seed: int, guidance: float = 0.0,
+    samples: int, temperature: float, seed: int, guidance: float = 0.0, device: str = "cpu",
 ) -> dict[str, Any]:
     import torch
 
-    from seqtool.predict import generate, load, sentence_nll
+    from seqtool.predict import generate, load, resolve_path, sentence_nll
     from seqtool.tasks import check_labels
 
-    loaded = load(model_path, "generate")
+    loaded = load(model_path, "generate", device)
     labels = loaded.checkpoint.labels
     records = list(read_labeled(data))
     check_labels(records, labels, data)
@@ -68,11 +71,15 @@ def evaluate_generator(
                     torch.exp(wrong_nll[rows].sum() / counts[rows].sum())),
             }
     # Samples: diversity, copying, class consistency.
-    train_file = train_path or loaded.checkpoint.meta.get("train_file")
+    if train_path:
+        train_file, note = train_path, ""
+    else:
+        train_file, note = recorded_train_file(loaded.checkpoint.meta,
+                                               resolve_path(model_path, "generate"))
     train_texts = set()
-    if train_file and Path(train_file).is_file():
+    if train_file:
         train_texts = {r.text.strip().lower() for r in read_labeled(train_file)}
-    judge_model = load(judge, "classify")
+    judge_model = load(judge, "classify", device)
     unknown = sorted(set(labels) - set(judge_model.checkpoint.labels))
     if unknown:
         raise SeqtoolError(f"the judge does not know the label(s) {', '.join(unknown)}", judge)
@@ -98,6 +105,8 @@ def evaluate_generator(
         "distinct_2": distinct_n(tokenized, 2),
         "copied_from_train": (sum(t.strip().lower() in train_texts for t in texts) / len(texts)
                               if train_texts else None),
+        "train_file": str(train_file) if train_file else None,
+        "copied_note": note,
         "class_consistency": sum(j == s["label"] for j, s in zip(judged, all_samples))
         / len(all_samples),
         "generated_tokens_per_s": round(generated_tokens / seconds, 1),
@@ -107,24 +116,50 @@ def evaluate_generator(
     return report
 
 
+def recorded_train_file(meta: dict[str, Any], checkpoint: Path) -> tuple[Path | None, str]:
+    """The `--train` file of the command recorded in a checkpoint, looked up as written, then
+    next to the checkpoint and in the folder above (a repository's checkpoints/ holds models
+    trained from its root); else None and why."""
+    import shlex
+
+    try:
+        words = shlex.split(str(meta.get("command", "")))
+    except ValueError:
+        words = []
+    given = next((b for a, b in zip(words, words[1:]) if a == "--train"), None)
+    if given is None:
+        given = next((w.split("=", 1)[1] for w in words if w.startswith("--train=")), None)
+    if not given:
+        return None, "the checkpoint records no --train file; pass --train"
+    folder = checkpoint.resolve().parent
+    for candidate in (Path(given), folder / given, folder.parent / given):
+        if candidate.is_file():
+            return candidate, ""
+    return None, f"training file {given} (recorded in the checkpoint) not found; pass --train"
+
+
 def evaluate_translator(
     model_path: str | None, src: str, ref: str, beam: int, alpha: float, batch_size: int,
-    out: str | None, precision: str = "fp32",
+    out: str | None, precision: str = "fp32", device: str = "cpu", max_length: int = 512,
 ) -> dict[str, Any]:
     from seqtool.predict import Translation, load
 
     start = time.perf_counter()
-    loaded = load(model_path, "translate")
-    pairs = read_parallel(src, ref)
+    loaded = load(model_path, "translate", device)
+    lines = read_parallel(src, ref, keep_blank=True)  # blank on both sides: kept for --out
     translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
-    results = translation.translate([p.src for p in pairs], beam, alpha, batch_size=batch_size)
+    results = translation.translate([p.src for p in lines], beam, alpha, batch_size=batch_size,
+                                    max_source_tokens=max_length)
     seconds = time.perf_counter() - start
-    hyps = [r.text for r in results]
     if out:
         from seqtool.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(Path(out), ("\n".join(hyps) + "\n").encode("utf-8"))
-    report = corpus_scores(hyps, [p.tgt for p in pairs])
+        text = "".join(r.text + "\n" for r in results)
+        atomic_write_bytes(Path(out), text.encode("utf-8"))
+    scored = [i for i, p in enumerate(lines) if p.src]
+    pairs = [lines[i] for i in scored]
+    results = [results[i] for i in scored]
+    report = corpus_scores([r.text for r in results], [p.tgt for p in pairs])
     tokens = sum(len(r.target_pieces) for r in results)
     report.update({
         "src": src, "ref": ref, "beam": beam, "length_penalty": alpha, "precision": precision,

@@ -53,7 +53,11 @@ def save_attention_png(result, path: str | Path) -> None:
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    import io
+
+    from seqtool.checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()  # rendered in memory, then written atomically (errors name the path)
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(Path(path), buffer.getvalue())

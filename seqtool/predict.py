@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.data import chunked
 from seqtool.errors import SeqtoolError
 from seqtool.models import build_model
 from seqtool.search import Hypothesis, beam_search, greedy, sample
@@ -29,6 +28,9 @@ DEFAULT_MODELS = {
 }
 
 
+DEFAULT_MAX_LENGTH = 512  # pieces per input line at prediction time (--max-length)
+
+
 def default_checkpoint(task: str) -> Path:
     """The shipped model for a task: $SEQTOOL_CHECKPOINTS or the repository's checkpoints/."""
     import os
@@ -36,6 +38,18 @@ def default_checkpoint(task: str) -> Path:
     folder = os.environ.get("SEQTOOL_CHECKPOINTS")
     base = Path(folder) if folder else Path(__file__).resolve().parent.parent / "checkpoints"
     return base / DEFAULT_MODELS[task]
+
+
+def resolve_path(path: str | Path | None, task: str) -> Path:
+    """The checkpoint to use; for the default one, a missing file says how to point at it."""
+    if path:
+        return Path(path)
+    default = default_checkpoint(task)
+    if not default.is_file():
+        raise SeqtoolError(
+            f"no shipped {task} model here; set SEQTOOL_CHECKPOINTS to the folder holding "
+            f"{DEFAULT_MODELS[task]} (the repository's checkpoints/) or pass -m", str(default))
+    return default
 
 
 @dataclass
@@ -47,16 +61,47 @@ class Loaded:
 
 
 def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
-    path = Path(path) if path else default_checkpoint(task)
+    """A checkpoint's model, ready for inference on `device` ("auto", "cpu" or "cuda").
+
+    A file that passes the format check but does not fit its own configuration (edited or
+    damaged) ends in one SeqtoolError naming it."""
+    from seqtool.training import resolve_device
+
+    path = resolve_path(path, task)
     ckpt = Checkpoint.load(path)
     if ckpt.task != task:
         raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
-    model = build_model(task, ckpt.model_config)
-    model.load_state_dict(ckpt.weights)
-    model.to(device).eval()
-    src = Tokenizer(ckpt.tokenizers["src"])
-    tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else src
+    try:
+        model = build_model(task, ckpt.model_config)
+        model.load_state_dict(ckpt.weights)
+    except SeqtoolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure here means the file was edited
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise SeqtoolError(f"damaged checkpoint: weights do not fit its model configuration "
+                           f"({detail[:200]})", str(path)) from None
+    try:
+        src = Tokenizer(ckpt.tokenizers["src"])
+        tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else src
+    except SeqtoolError as e:
+        raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", str(path)) from None
+    _check_sizes(model.config, ckpt.labels, src, tgt, str(path))
+    model.to(resolve_device(device)).eval()
     return Loaded(ckpt, model, src, tgt)
+
+
+def _check_sizes(config: Any, labels: list[str], src: Tokenizer, tgt: Tokenizer,
+                 name: str) -> None:
+    """Labels and vocabularies must match the model's own sizes (else indexing fails later)."""
+    sizes = [("labels", len(labels), getattr(config, "num_classes", len(labels))),
+             ("tokenizer pieces", src.vocab_size,
+              getattr(config, "vocab_size", getattr(config, "src_vocab_size", 0))),
+             ("target tokenizer pieces", tgt.vocab_size,
+              getattr(config, "tgt_vocab_size", tgt.vocab_size))]
+    for what, have, model_size in sizes:
+        if have > model_size or (what == "labels" and have != model_size):
+            raise SeqtoolError(f"damaged checkpoint: {have} {what} for a model of {model_size}",
+                               name)
 
 
 def _length_sorted(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
@@ -75,37 +120,43 @@ def _device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def classify_outputs(
     model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 128,
-    encode_only: bool = False,
+    encode_only: bool = False, max_length: int = DEFAULT_MAX_LENGTH,
 ) -> torch.Tensor:
-    """Class probabilities [N, C] (or sentence vectors with `encode_only`) in input order."""
+    """Class probabilities [N, C] (or sentence vectors with `encode_only`) in input order.
+
+    Inputs longer than `max_length` pieces are cut (0 = no limit; a warning on stderr)."""
     from seqtool.tasks import classify_batch
 
     model.eval()
-    ids = tokenizer.encode_batch(list(texts))
+    ids = tokenizer.encode_batch(list(texts), max_length=max_length)
     dim = model.encoding_dim if encode_only else model.config.num_classes
     out = torch.zeros(len(ids), dim)
     device = _device(model)
     for idx in _length_sorted([len(s) for s in ids], batch_size):
         batch = classify_batch([ids[i] for i in idx])
-        tokens = batch["tokens"].to(device)
+        tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
         if encode_only:
-            out[idx] = model.encode(tokens, batch["lengths"]).float().cpu()
+            out[idx] = model.encode(tokens, lengths).float().cpu()
         else:
-            out[idx] = torch.softmax(model(tokens, batch["lengths"]).float(), -1).cpu()
+            out[idx] = torch.softmax(model(tokens, lengths).float(), -1).cpu()
     return out
 
 
-def classify_probabilities(model, tokenizer, texts, batch_size: int = 128) -> torch.Tensor:
-    return classify_outputs(model, tokenizer, texts, batch_size)
+def classify_probabilities(
+    model, tokenizer, texts, batch_size: int = 128, max_length: int = DEFAULT_MAX_LENGTH
+) -> torch.Tensor:
+    return classify_outputs(model, tokenizer, texts, batch_size, max_length=max_length)
 
 
 def classify_stream(
-    loaded: Loaded, texts: Iterable[str], chunk: int = 512
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """(text, probabilities) per input text, in order, reading `chunk` texts at a time."""
-    for part in chunked(texts, chunk):
-        probs = classify_probabilities(loaded.model, loaded.tokenizer, part)
-        yield from zip(part, probs, strict=True)
+    loaded: Loaded, chunks: Iterable[Sequence[str]], max_length: int = DEFAULT_MAX_LENGTH
+) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Per chunk of texts (as `data.read_text_chunks` hands them out), (text, probabilities)
+    pairs in order; each chunk is answered before the next is read."""
+    for part in chunks:
+        probs = classify_probabilities(loaded.model, loaded.tokenizer, part,
+                                       max_length=max_length)
+        yield list(zip(part, probs, strict=True))
 
 
 # ----------------------------------------------------------------------------- S2
@@ -123,7 +174,7 @@ def sentence_nll(
     device = _device(model)
     for idx in _length_sorted([len(s) for s in ids], batch_size):
         batch = generate_batch([labels[i] for i in idx], [ids[i] for i in idx])
-        batch = {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(device) for k, v in batch.items()}
         nll[idx] = generator_nll(model, batch).double().cpu()
     return nll, torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
 
@@ -183,13 +234,15 @@ class Translation:
     def translate(
         self, texts: Sequence[str], beam: int = 5, alpha: float = 1.0, n_best: int = 1,
         max_length_ratio: float = 2.0, batch_size: int = 64, with_attention: bool = False,
-        max_source_tokens: int = 400,
+        max_source_tokens: int = DEFAULT_MAX_LENGTH,
     ) -> list[TranslationResult]:
+        """Best translation (and `n_best` hypotheses) per text, in input order. Sources
+        longer than `max_source_tokens` pieces are cut (0 = no limit; a warning on stderr)."""
         from seqtool.tasks import translate_batch
 
         self.model.eval()
         device = _device(self.model)
-        ids = [s[:max_source_tokens] for s in self.src_tok.encode_batch(list(texts))]
+        ids = self.src_tok.encode_batch(list(texts), max_length=max_source_tokens)
         results: list[TranslationResult | None] = [None] * len(ids)
         for i, s in enumerate(ids):
             if not s:  # an empty line translates to an empty line
@@ -199,7 +252,7 @@ class Translation:
             rows = [todo[j] for j in idx]
             batch = translate_batch([ids[i] for i in rows])
             src = batch["src"].to(device)
-            lengths = batch["src_lengths"]
+            lengths = batch["src_lengths"].to(device)
             limits = (lengths.double() * max_length_ratio + 5).long()
             with autocast(device, self.precision):
                 if beam <= 1:

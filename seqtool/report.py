@@ -1,11 +1,57 @@
-"""Rich tables for humans (stdout); the commands print JSON instead with --json."""
+"""Results on stdout: records in the chosen --format, and rich tables for humans."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+
+class RecordWriter:
+    """Writes result records (dicts) to stdout in a --format, flushing each batch at once.
+
+    `json` streams one array, an element per line, so even it never waits for the end of the
+    input; `text` and `tsv` use the command's own line functions."""
+
+    def __init__(self, fmt: str, text: Callable[[dict], str] | None = None,
+                 tsv: Callable[[dict], str] | None = None):
+        self.fmt, self.count = fmt, 0
+        self.line = {"text": text, "tsv": tsv}.get(fmt)
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if self.fmt in ("jsonl", "json"):
+            lines = [json.dumps(r, ensure_ascii=False) for r in records]
+            if self.fmt == "json":
+                lines = [("[" if self.count + i == 0 else ",") + x for i, x in enumerate(lines)]
+        else:
+            lines = [self.line(r) for r in records]
+        self.count += len(records)
+        if lines:
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, kind, *_: Any) -> None:
+        if self.fmt == "json" and kind is None:  # a failed run leaves no valid-looking array
+            sys.stdout.write("]\n" if self.count else "[]\n")
+            sys.stdout.flush()
+
+
+def print_report(report: dict[str, Any], fmt: str, as_text: Callable[[dict], None]) -> None:
+    """An evaluation or info report as tables (text), indented JSON or one JSON line."""
+    if fmt == "json":
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif fmt == "jsonl":
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        as_text(report)
 
 
 def _console() -> Console:
@@ -14,17 +60,18 @@ def _console() -> Console:
 
 def print_classification(report: dict[str, Any]) -> None:
     console = _console()
-    console.print(f"[bold]{report['data']}[/]: {report['examples']} examples, "
+    console.print(f"[bold]{escape(str(report['data']))}[/]: {report['examples']} examples, "
                   f"accuracy [bold]{report['accuracy']:.4f}[/], "
                   f"macro-F1 [bold]{report['macro_f1']:.4f}[/]")
     table = Table("class", "precision", "recall", "F1", "support")
     for label, m in report["per_class"].items():
-        table.add_row(label, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
-                      str(m["support"]))
+        table.add_row(escape(label), f"{m['precision']:.4f}", f"{m['recall']:.4f}",
+                      f"{m['f1']:.4f}", str(m["support"]))
     console.print(table)
-    confusion = Table("gold \\ predicted", *report["labels"], title="confusion matrix")
+    confusion = Table("gold \\ predicted", *map(escape, report["labels"]),
+                      title="confusion matrix")
     for label, row in zip(report["labels"], report["confusion"]):
-        confusion.add_row(label, *map(str, row))
+        confusion.add_row(escape(label), *map(str, row))
     console.print(confusion)
 
 
@@ -34,17 +81,18 @@ def print_generation(report: dict[str, Any]) -> None:
     table.add_row("[bold]all[/]", f"{report['perplexity']:.2f}",
                   f"{report['perplexity_wrong_class']:.2f}")
     for label, m in report["per_class"].items():
-        table.add_row(label, f"{m['perplexity']:.2f}", f"{m['perplexity_wrong_class']:.2f}")
+        table.add_row(escape(label), f"{m['perplexity']:.2f}", f"{m['perplexity_wrong_class']:.2f}")
     console.print(table)
     s = report["samples"]
-    copied = "n/a" if s["copied_from_train"] is None else f"{s['copied_from_train']:.3f}"
+    copied = (f"n/a ({s.get('copied_note', 'no training file')})"
+              if s["copied_from_train"] is None else f"{s['copied_from_train']:.3f}")
     console.print(f"{s['per_class']} samples per class at temperature {s['temperature']}: "
                   f"class consistency [bold]{s['class_consistency']:.3f}[/], "
                   f"distinct-1 {s['distinct_1']:.3f}, distinct-2 {s['distinct_2']:.3f}, "
                   f"copied {copied}, {s['generated_tokens_per_s']:.0f} tokens/s")
     for label, texts in s["examples"].items():
         for t in texts:
-            console.print(f"  [dim]{label}[/]  {t}")
+            console.print(f"  [dim]{escape(label)}[/]  {escape(t)}")
 
 
 def print_translation(report: dict[str, Any]) -> None:
@@ -58,19 +106,24 @@ def print_translation(report: dict[str, Any]) -> None:
 
 def checkpoint_summary(path: str | None) -> dict[str, Any]:
     from seqtool.checkpoint import Checkpoint
-    from seqtool.predict import default_checkpoint
+    from seqtool.errors import SeqtoolError
+    from seqtool.predict import resolve_path
     from seqtool.tokenizer import Tokenizer
 
-    path = path or str(default_checkpoint("classify"))
+    path = str(resolve_path(path, "classify"))
     ckpt = Checkpoint.load(path)
     params = sum(v.numel() for k, v in ckpt.weights.items())
+    try:
+        tokenizers = {k: Tokenizer(v).vocab_size for k, v in ckpt.tokenizers.items()}
+    except SeqtoolError as e:
+        raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", path) from None
     return {
         "path": path,
         "task": ckpt.task,
         "parameters": params,
         "model_config": ckpt.model_config,
         "labels": ckpt.labels,
-        "tokenizers": {k: Tokenizer(v).vocab_size for k, v in ckpt.tokenizers.items()},
+        "tokenizers": tokenizers,
         "resumable": ckpt.train_state is not None,
         **ckpt.meta,
     }
@@ -78,14 +131,16 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
 
 def print_info(summary: dict[str, Any]) -> None:
     console = _console()
-    table = Table(show_header=False, title=summary["path"])
+    table = Table(show_header=False, title=escape(summary["path"]))
     history = summary.pop("history", [])
+    if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+        summary["history"], history = history, []  # an edited file: show it as it is
     for key, value in summary.items():
-        table.add_row(key, str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     console.print(table)
     if history:
         columns = list(history[-1].keys())
-        h = Table(*columns, title="training history")
+        h = Table(*map(escape, map(str, columns)), title="training history")
         for record in history:
-            h.add_row(*(str(record.get(c, "")) for c in columns))
+            h.add_row(*(escape(str(record.get(c, ""))) for c in columns))
         console.print(h)

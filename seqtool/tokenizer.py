@@ -10,9 +10,19 @@ import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, warn_once
 
 PAD, UNK, START, END = 0, 1, 2, 3
+
+
+MAX_PIECE_CHARS = 16  # sentencepiece's longest piece (max_sentencepiece_length)
+
+
+def cap_characters(text: str, max_pieces: int) -> str:
+    """`text` cut to the characters that `max_pieces` pieces can cover at most, plus a margin,
+    so tokenizing stays cheap and the first `max_pieces` pieces do not change."""
+    limit = (max_pieces + 1) * MAX_PIECE_CHARS
+    return text if len(text) <= limit else text[:limit]
 
 
 class Tokenizer:
@@ -22,7 +32,10 @@ class Tokenizer:
         import sentencepiece as spm
 
         self.model_bytes = bytes(model_bytes)
-        self.sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
+        except (RuntimeError, TypeError, OSError):
+            raise SeqtoolError("not a sentencepiece model") from None
 
     @classmethod
     def train(
@@ -76,8 +89,8 @@ class Tokenizer:
             return cls(Path(path).read_bytes())
         except OSError as e:
             raise SeqtoolError(f"cannot read tokenizer: {e.strerror}", str(path)) from None
-        except RuntimeError:
-            raise SeqtoolError("not a sentencepiece model", str(path)) from None
+        except SeqtoolError as e:
+            raise SeqtoolError(e.message, str(path)) from None
 
     def save(self, path: str | Path) -> None:
         from seqtool.checkpoint import atomic_write_bytes
@@ -92,17 +105,31 @@ class Tokenizer:
         return self.sp.encode(text)
 
     def encode_batch(
-        self, texts: Sequence[str], sample_alpha: float = 0.0, seed: int = 0
+        self, texts: Sequence[str], sample_alpha: float = 0.0, seed: int = 0,
+        max_length: int = 0,
     ) -> list[list[int]]:
         """Piece ids per text; with `sample_alpha` > 0 one segmentation is sampled per text
-        (subword regularisation, Kudo 2018), reproducibly for a given `seed`."""
-        if sample_alpha <= 0:
-            return self.sp.encode(list(texts))
-        import sentencepiece as spm
+        (subword regularisation, Kudo 2018), reproducibly for a given `seed`.
 
-        spm.set_random_generator_seed(seed)
-        return self.sp.encode(list(texts), enable_sampling=True, alpha=sample_alpha,
-                              nbest_size=-1, num_threads=1)
+        With `max_length` > 0 a text is cut to its first `max_length` pieces (and, before
+        tokenizing, to the characters those can cover, so a 1 MB line costs no more than a
+        long sentence); the first cut prints one warning on stderr."""
+        texts = list(texts)
+        if max_length > 0:
+            texts = [cap_characters(t, max_length) for t in texts]
+        if sample_alpha <= 0:
+            ids = self.sp.encode(texts)
+        else:
+            import sentencepiece as spm
+
+            spm.set_random_generator_seed(seed)
+            ids = self.sp.encode(texts, enable_sampling=True, alpha=sample_alpha,
+                                 nbest_size=-1, num_threads=1)
+        if max_length > 0 and any(len(s) > max_length for s in ids):
+            warn_once("max-length", f"cut input longer than {max_length} pieces to "
+                      f"{max_length} (--max-length); warned once")
+            ids = [s[:max_length] for s in ids]
+        return ids
 
     def pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, TOY, run_cli, run_seqtool
 
 
@@ -44,15 +45,17 @@ def test_classify_arguments_stdin_and_formats(toy_classifier):
 
 def test_closed_pipe_exits_quietly(toy_classifier):
     cmd = (f"yes 'I love my cat.' | head -n 3000 | {sys.executable} -m seqtool.cli classify "
-           f"-m {toy_classifier} | head -n 1")
-    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
-    assert p.stdout.startswith("positive")
-    assert "Traceback" not in p.stderr
+           f"-m {toy_classifier} | head -n 1; echo \"status ${{PIPESTATUS[2]}}\"")
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    first, status = p.stdout.splitlines()
+    assert first.startswith("positive")
+    assert status in ("status 0", "status 141")
+    assert p.stderr == ""
 
 
 def test_evaluate_classify_json_and_unknown_label(toy_classifier, tmp_path):
-    report = json.loads(run_cli("evaluate", "classify", "-m", toy_classifier, "--data",
-                                TOY / "sentiment.tsv", "--json").output)
+    report = json.loads(run_cli("evaluate", "classify", "-m", toy_classifier, "-i",
+                                TOY / "sentiment.tsv", "--format", "json").output)
     assert report["accuracy"] == 1.0 and report["confusion"] == [[3, 0], [0, 2]]
     bad = tmp_path / "bad.tsv"
     bad.write_text("positive\tI love my cat.\nneutral\tA cat.\n")
@@ -122,3 +125,103 @@ def test_embed_jsonl_and_npy(toy_classifier, tmp_path):
 def test_readme_has_exactly_two_fresh_machine_commands():
     readme = (ROOT / "README.md").read_text()
     assert readme.count("<!-- fresh-machine command -->") == 2
+
+
+def all_commands(group=None, path=()):
+    import click
+
+    from seqtool.cli import cli
+
+    group = group or cli
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_option_is_described_and_old_spellings_are_hidden():
+    import click
+
+    for path, command in all_commands():
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, (path, param.opts)
+    helps = {path: run_cli(*path, "--help").output for path, _ in all_commands()}
+    assert "--attention-png" in helps[("translate",)]
+    assert "--attention " not in helps[("translate",)] and "--json" not in helps[("info",)]
+    assert "--max-tokens" not in helps[("generate",)] and "--data" not in helps[
+        ("evaluate", "classify")]
+    for path in [("classify",), ("embed",), ("generate",), ("translate",),
+                 ("evaluate", "classify"), ("evaluate", "generate"), ("evaluate", "translate")]:
+        assert "--device" in helps[path] and "-i, --" in helps[path], path
+        assert "--format" in helps[path], path
+    assert "SEQTOOL_CHECKPOINTS" in helps[("classify",)]
+
+
+def test_old_spellings_still_work(toy_classifier, toy_generator):
+    report = run_cli("evaluate", "classify", "-m", toy_classifier, "--data",
+                     TOY / "sentiment.tsv", "--json").output
+    assert json.loads(report)["accuracy"] == 1.0
+    short = run_cli("generate", "-m", toy_generator, "-l", "positive", "--max-tokens", "2",
+                    "--format", "jsonl", "--temperature", "0").output
+    assert json.loads(short)["tokens"] <= 2
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "-l", "positive", "--temperature", "-1"],
+    ["generate", "-l", "positive", "--top-p", "0"],
+    ["generate", "-l", "positive", "-n", "0"],
+    ["generate", "-l", "positive", "--guidance", "-0.5"],
+    ["generate", "-l", "positive", "--max-length", "0"],
+    ["translate", "--beam", "0", "x"],
+    ["translate", "--n-best", "0", "x"],
+    ["translate", "--max-length-ratio", "0", "x"],
+    ["classify", "--max-length", "-1", "x"],
+    ["evaluate", "generate", "-i", "x.tsv", "--samples", "0"],
+    ["evaluate", "generate", "-i", "x.tsv", "--temperature", "-1"],
+])
+def test_out_of_range_numbers_are_refused(args):
+    result = run_cli(*args, ok=False)
+    assert result.exit_code == 2 and "Invalid value" in result.output
+
+
+def test_json_and_tsv_formats(toy_classifier, toy_generator):
+    out = run_cli("classify", "-m", toy_classifier, "--format", "json",
+                  input="I love my cat.\n\nIt rains.\n").output
+    assert [r["text"] for r in json.loads(out)] == ["I love my cat.", "", "It rains."]
+    assert json.loads(run_cli("classify", "-m", toy_classifier, "--format", "json",
+                              input="").output) == []
+    rows = run_cli("generate", "-m", toy_generator, "-l", "negative", "-n", "2",
+                   "--format", "tsv").output.splitlines()
+    assert len(rows) == 2 and all(r.split("\t")[0] == "negative" for r in rows)
+
+
+def test_evaluate_generate_finds_the_training_file_of_its_command(toy_generator,
+                                                                 toy_classifier, tmp_path):
+    from seqtool.checkpoint import Checkpoint
+
+    ckpt = Checkpoint.load(toy_generator)
+    ckpt.meta["command"] = f"seqtool train generate --train {TOY / 'sentiment.tsv'} --dev x"
+    model = tmp_path / "gen.pt"
+    ckpt.save(model)
+    args = ["evaluate", "generate", "-m", model, "-i", TOY / "sentiment.tsv", "--judge",
+            toy_classifier, "--samples", "2"]
+    report = json.loads(run_cli(*args, "--format", "json").output)
+    assert report["samples"]["copied_from_train"] is not None
+    ckpt.meta["command"] = "seqtool train generate --train gone.tsv --dev x"
+    ckpt.save(model)
+    text = run_cli(*args).output
+    assert "copied n/a (training file gone.tsv" in " ".join(text.split())
+
+    from seqtool.evaluation import recorded_train_file
+
+    meta = {"command": f"seqtool train generate --train {TOY / 'sentiment.tsv'} --dev x"}
+    assert recorded_train_file(meta, toy_generator) == (TOY / "sentiment.tsv", "")
+    relative = {"command": "seqtool train generate --train toy/sentiment.tsv --dev x"}
+    found, _ = recorded_train_file(relative, TOY.parent / "checkpoints-like" / "m.pt")
+    assert found == TOY.parent / "toy" / "sentiment.tsv"  # next to the folder above
+    missing, why = recorded_train_file({"command": "seqtool train generate --train gone.tsv"},
+                                       toy_generator)
+    assert missing is None and "gone.tsv" in why and "--train" in why
+    assert recorded_train_file({}, toy_generator)[0] is None

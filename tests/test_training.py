@@ -203,3 +203,16 @@ def test_ema_ships_the_averaged_weights(tmp_path):
     assert best.meta["steps"] == last.meta["steps"] == 9
     assert all(torch.equal(best.weights[k], averaged[k]) for k in averaged)
     assert not all(torch.equal(last.weights[k], averaged[k]) for k in averaged)
+
+
+@pytest.mark.parametrize("task, action", [("classify", "cut"), ("generate", "dropped")])
+def test_a_huge_training_line_is_capped_with_one_warning(tmp_path, task, action):
+    data = tmp_path / "train.tsv"
+    huge = " ".join(["cats and dogs lap water"] * 40_000)  # about 1 MB
+    data.write_text(DATA.read_text() + f"positive\t{huge}\n")
+    out = tmp_path / "m.pt"
+    result = run_cli("train", task, "--train", data, "--dev", DATA, "--out", out,
+                     *TINY_CLASSIFY, "--epochs", "2", "--max-length", "40")
+    assert result.output.count(f"{action} 1 training example(s) longer than 40 pieces") == 1
+    ckpt = Checkpoint.load(last_path(out))
+    assert ckpt.train_state["step"] > 0
