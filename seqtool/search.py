@@ -48,30 +48,72 @@ def greedy(
             break
     token_rows = torch.stack(tokens, 1).tolist()
     att = torch.stack(attention, 1) if with_attention else None
+    limits = [int(x) for x in max_lengths.tolist()]
     out = []
     for b, row in enumerate(token_rows):
-        length = row.index(END) if END in row else len([x for x in row if x != PAD])
+        # Without <end> a row ran to its limit (its tokens may include <pad> itself).
+        length = row.index(END) if END in row else min(limits[b], len(row))
         a = att[b, :length, : int(src_lengths[b])].tolist() if att is not None else None
         out.append(Hypothesis(row[:length], float(scores[b]), a))
     return out
 
 
 def length_penalty(length: int, alpha: float) -> float:
-    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 ranks by plain log-probability."""
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 ranks by plain log-probability.
+
+    `length` counts the scored tokens: the translation's tokens plus <end> when it has one
+    (a translation cut at the length limit has no <end>).
+    """
     return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+
+
+def best_reachable(log_prob: float, length: int, limit: int, alpha: float) -> float:
+    """The best length-normalised score a live hypothesis of `length` scored tokens and
+    log-probability `log_prob` can still finish with, given the sentence's length `limit`.
+
+    Adding tokens never raises the log-probability (log-probs <= 0), so the best case adds
+    tokens of probability 1; the length penalty then divides a non-positive number, which is
+    largest under the largest penalty reachable (at the limit when alpha > 0, at the shortest
+    finish when alpha < 0). The penalty is monotonic in the length, so one of the two ends is it.
+    """
+    if length >= limit:
+        return float("-inf")  # nothing can follow: the hypothesis has already ended
+    return max(log_prob / length_penalty(length + 1, alpha),
+               log_prob / length_penalty(limit, alpha))
+
+
+def may_improve(
+    best_live: float, finished: list[float], length: int, limit: int, alpha: float, n_best: int
+) -> bool:
+    """Whether a sentence must stay open: fewer than `n_best` hypotheses have finished, or its
+    best live hypothesis (log-probability `best_live` over `length` tokens) could still finish
+    above the `n_best`-th best finished score. If not, no descendant of any live hypothesis
+    can enter the n-best list, so closing the sentence changes no result."""
+    if len(finished) < n_best:
+        return length < limit
+    threshold = sorted(finished, reverse=True)[n_best - 1]
+    return best_reachable(best_live, length, limit, alpha) > threshold
 
 
 def beam_search(
     model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
     beam: int = 5, alpha: float = 1.0, n_best: int = 1, with_attention: bool = False,
+    include_greedy: bool = True,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; returns the `n_best` finished hypotheses of every sentence.
+    """Batched beam search; returns the `n_best` best finished hypotheses of every sentence,
+    best first, scored by log-probability / length_penalty.
 
     Each step scores beam * vocabulary continuations per sentence and keeps the best 2 * beam:
     those that end (<end>, or the sentence's length limit) among the best `beam` are set aside
-    with their length-normalised score, the best `beam` others stay alive. A sentence is done
-    once it has `beam` finished hypotheses; done sentences leave the batch, so the remaining
-    steps cost only what is still being searched.
+    with their length-normalised score, the best `beam` others stay alive. A sentence stays open
+    while a live hypothesis could still finish among its `n_best` (`may_improve`), so stopping
+    early returns exactly what searching on to the length limit would. Closed sentences leave
+    the batch, so the remaining steps cost only what is still being searched.
+
+    Greedy's translation starts out among the finished ones: a beam prunes, and greedy's path
+    can leave it (16 of the 987 Bible test sentences), so without it beam 5 could return a
+    translation that scores below beam 1's. It costs one greedy pass and lets sentences close
+    sooner.
     """
     device = src.device
     k = beam
@@ -83,10 +125,18 @@ def beam_search(
     prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
     att_history: torch.Tensor | None = None
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    active = list(range(batch))  # original sentence index of each row group
     limits = [int(x) for x in max_lengths.tolist()]
     src_len = [int(x) for x in src_lengths.tolist()]
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    if include_greedy:
+        found = greedy(model, src, src_lengths, max_lengths, with_attention)
+        for b, (h, limit) in enumerate(zip(found, limits)):
+            scored = len(h.tokens) + (len(h.tokens) < limit)  # <end> is scored when it came
+            finished[b].append(Hypothesis(h.tokens, h.score / length_penalty(scored, alpha),
+                                          h.attention))
+    active = list(range(batch))  # original sentence index of each row group
+    at_limit_all = torch.as_tensor(limits, device=device)
+    active_rows = torch.arange(batch, device=device)
     t = 0
     while active:
         logp, memory, weights = model.decode_step(memory, prev)
@@ -98,7 +148,7 @@ def beam_search(
         candidates = (alive.view(-1, 1) + logp).view(n, k * vocab)
         top_scores, top_index = candidates.topk(2 * k, dim=1)
         top_beam, top_token = top_index // vocab, top_index % vocab
-        at_limit = torch.tensor([t + 1 >= limits[b] for b in active], device=device)
+        at_limit = at_limit_all[active_rows] <= t + 1
         ends = (top_token == END) | at_limit[:, None]
         end_rows = (ends[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
         for i, j in end_rows:
@@ -110,21 +160,26 @@ def beam_search(
             attention = None
             if att_history is not None:
                 attention = att_history[r, : len(tokens), : src_len[b]].tolist()
-            score = float(top_scores[i, j]) / length_penalty(len(tokens) + 1, alpha)
+            if include_greedy and tokens == finished[b][0].tokens:
+                continue  # greedy's translation, already there
+            score = float(top_scores[i, j]) / length_penalty(t + 1, alpha)
             finished[b].append(Hypothesis(tokens, score, attention))
-        still = [i for i, b in enumerate(active)
-                 if len(finished[b]) < k and t + 1 < limits[b]]
-        t += 1
-        if not still:
-            break
-        # The best k candidates that did not end stay alive, for the sentences still open.
+        # The best k candidates that did not end stay alive (best first).
         masked = top_scores.masked_fill(ends, float("-inf"))
         alive, keep = masked.topk(k, dim=1)
+        t += 1
+        best_live = alive[:, 0].tolist()
+        still = [i for i, b in enumerate(active)
+                 if may_improve(best_live[i], [h.score for h in finished[b]], t, limits[b],
+                                alpha, n_best)]
+        if not still:
+            break
         origin = (torch.arange(n, device=device)[:, None] * k + top_beam.gather(1, keep))
         prev = top_token.gather(1, keep)
         if len(still) < n:
             rows = torch.tensor(still, device=device)
             alive, origin, prev = alive[rows], origin[rows], prev[rows]
+            active_rows = active_rows[rows]
             active = [active[i] for i in still]
         origin, prev = origin.view(-1), prev.view(-1)
         memory = _select_memory(memory, origin)
@@ -136,6 +191,32 @@ def beam_search(
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)[:n_best]
         results.append(hyps or [Hypothesis([], float("-inf"))])
     return results
+
+
+@torch.no_grad()
+def normalised_score(
+    model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
+    targets: list[list[int]], alpha: float = 1.0,
+) -> list[float]:
+    """Beam search's objective for given translations (e.g. greedy's): the log-probability of
+    the tokens plus <end> (none for a translation cut at its length limit), divided by
+    length_penalty of the scored tokens. Teacher-forced, one sentence per row of `src`."""
+    limits = [int(x) for x in max_lengths.tolist()]
+    scored = [list(t) + ([END] if len(t) < lim else []) for t, lim in zip(targets, limits)]
+    steps = max(len(s) for s in scored)
+    memory = model.encode(src, src_lengths)
+    padded = torch.full((len(scored), steps), PAD, dtype=torch.long, device=src.device)
+    for b, s in enumerate(scored):
+        padded[b, : len(s)] = torch.as_tensor(s, device=src.device)
+    lengths = torch.as_tensor([len(s) for s in scored], device=src.device)
+    prev = torch.full((len(scored),), START, dtype=torch.long, device=src.device)
+    total = torch.zeros(len(scored), dtype=torch.float64, device=src.device)
+    for t in range(steps):
+        logp, memory, _ = model.decode_step(memory, prev)
+        prev = padded[:, t]
+        step = logp.gather(1, prev[:, None]).squeeze(1).double()
+        total += step.masked_fill(lengths <= t, 0.0)
+    return [float(x) / length_penalty(len(s), alpha) for x, s in zip(total.tolist(), scored)]
 
 
 def sample(
@@ -182,7 +263,7 @@ def sample(
         done |= choice == END
         if bool(done.all()):
             break
-        feed = choice.clamp(min=START).repeat(blocks)[:, None]
+        feed = choice.masked_fill(done, START).repeat(blocks)[:, None]
         step_logits, state = model(all_labels, feed, state=state)
         logits = step_logits[:, -1].float()
     rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(n)]

@@ -67,14 +67,6 @@ def test_top_k_and_top_p_together_keep_the_smaller_set():
     assert set(draws(top_k=2, top_p=0.9).tolist()) == {1, 3}
 
 
-def generator_without_unk(seed: int, num_classes: int, **options):
-    """A random generator that never proposes <unk> (see the xfail test below for why)."""
-    model = small_generator(seed, num_classes=num_classes, **options)
-    with torch.no_grad():
-        model.output.bias[UNK] -= 50.0
-    return model
-
-
 def greedy_reference(model, label: int, prompt: list[int], max_tokens: int) -> list[int]:
     """Greedy decoding written out independently: feed the whole prefix at every step."""
     tokens: list[int] = []
@@ -91,7 +83,7 @@ def greedy_reference(model, label: int, prompt: list[int], max_tokens: int) -> l
 
 @pytest.mark.parametrize("seed", range(4))
 def test_temperature_zero_top_k_one_and_tiny_top_p_are_greedy(seed):
-    model = generator_without_unk(seed, num_classes=2)
+    model = small_generator(seed, num_classes=2)
     labels = torch.tensor([0, 1, 1])
     expected = [greedy_reference(model, int(y), [5, 6], 15) for y in labels]
     for options in ({"temperature": 0.0}, {"top_k": 1}, {"top_p": 1e-9},
@@ -114,7 +106,7 @@ def test_rows_stop_at_end_and_scores_are_the_models_logprob(guidance):
     """Rows stop independently at <end> (which is not returned) or at max_tokens; <pad> and
     <start> are never drawn, even when the model favours them; the score is the plain model's
     log-probability of what was drawn, with or without guidance."""
-    model = generator_without_unk(1, num_classes=3)
+    model = small_generator(1, num_classes=3)
     with torch.no_grad():
         model.output.bias[END] += 1.5  # rows end at many different lengths
         model.output.bias[PAD] += 20.0
@@ -131,8 +123,6 @@ def test_rows_stop_at_end_and_scores_are_the_models_logprob(guidance):
         assert h.score == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="search.sample feeds choice.clamp(min=START), so a drawn "
-                   "<unk> (id 1) is read by the model as <start> (id 2)")
 def test_a_drawn_unk_is_what_the_model_reads_next():
     """The score of a sample is the model's log-probability of the tokens as they were drawn,
     which holds only if the model read each drawn token, <unk> included."""

@@ -203,15 +203,16 @@ def test_beam_1_without_length_penalty_is_greedy(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_beam_never_scores_below_greedy_when_greedy_survives(seed):
-    """With a length penalty, beam 1 keeps searching after greedy's <end> while a live
-    hypothesis could still finish higher: its result scores at least greedy's."""
+@pytest.mark.parametrize("beam", [1, 3, 5])
+def test_beam_never_scores_below_greedy(seed, beam):
+    """Greedy's translation is among beam search's candidates, so however the beam prunes,
+    its result scores at least greedy's under beam's own objective."""
     model = random_translator(seed)
     src, lengths = random_sources(seed, 5)
     limits = limits_for(lengths)
     with torch.no_grad():
         g = greedy(model, src, lengths, limits)
-        b = beam_search(model, src, lengths, limits, beam=1, alpha=1.0)
+        b = beam_search(model, src, lengths, limits, beam=beam, alpha=1.0)
         greedy_scores = normalised_score(model, src, lengths, limits, [h.tokens for h in g])
     for hs, gs in zip(b, greedy_scores):
         assert hs[0].score >= gs - TOL
