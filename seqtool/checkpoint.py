@@ -225,7 +225,7 @@ class Checkpoint:
             return value
 
         task = payload.get("task")
-        if task not in ("classify", "generate", "translate"):
+        if task not in ("pretrain", "classify", "generate", "translate"):
             raise damaged(f"unknown task {task!r}")
         config = json_field("model_config", dict)
         labels = json_field("labels", list)

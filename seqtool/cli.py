@@ -314,7 +314,18 @@ def training_options(f):
 
 TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warmup_steps",
               "schedule", "clip_norm", "eval_every", "patience", "max_steps", "max_minutes",
-              "half_checkpoint", "ema", "quiet")
+              "half_checkpoint", "ema", "quiet", "pretrained_lr_scale")
+
+
+def init_options(f):
+    """Finetuning from `seqtool pretrain`'s language model (S1 and S2)."""
+    f = click.option("--pretrained-lr-scale", default=0.5, show_default=True,
+                     type=click.FloatRange(min=0),
+                     help="With --init: learning rate of the pretrained layers, relative to "
+                          "--lr (0 = frozen).")(f)
+    return click.option("--init", type=click.Path(dir_okay=False),
+                        help="Start from a language model of `seqtool pretrain`: its tokenizer, "
+                             "embeddings and recurrent layers (sizes must match).")(f)
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
@@ -333,7 +344,7 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     )
 
     out = Path(opts["out"])
-    config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS})
+    config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS if k in opts})
     fingerprint = run_fingerprint(click.get_current_context().params)
     remove_stale_temp_files(out)
     check_writable(out)
@@ -342,17 +353,29 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     if opts["resume"]:
         resumed = Checkpoint.load(last_path(out))
         check_same_run(resumed.meta.get("run"), fingerprint, last_path(out))
+    language_model = None
+    if opts.get("init"):  # its tokenizer, then its weights
+        from seqtool.pretrained import load_language_model
+
+        language_model = load_language_model(opts["init"])
+    trained = resumed.tokenizers if resumed else (
+        language_model.tokenizers if language_model else None)
     tok = TokenizerOptions(opts["vocab_size"], opts["tokenizer_type"],
                            opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"],
-                           trained=resumed.tokenizers if resumed else None)
+                           trained=trained)
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
-                    {k: opts[k] for k in TRAIN_KEYS})
+                    {k: opts[k] for k in TRAIN_KEYS if k in opts})
     meta["run"] = fingerprint
     try:
         model, task = setup(tok, meta)
     except ValueError as e:  # a model configuration that cannot be built
         raise SeqtoolError(f"model: {e}") from None
-    trainer = Trainer(model, task, config, out)
+    pretrained: set[str] = set()
+    if language_model is not None:
+        from seqtool.pretrained import init_from_language_model
+
+        pretrained = init_from_language_model(model, language_model, opts["init"])
+    trainer = Trainer(model, task, config, out, pretrained)
     if resumed is not None:
         trainer.resume(resumed, last_path(out))
     params = sum(p.numel() for p in model.parameters())
@@ -402,6 +425,7 @@ def train() -> None:
               help="Sample segmentations with this alpha while training (0 = off).")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Cut training texts to this many pieces (warns once).")
+@init_options
 def train_classify(train_path, dev_path, **opts):
     """Train a GRU sequence -> class model (S1).
 
@@ -417,7 +441,7 @@ def train_classify(train_path, dev_path, **opts):
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
                    "ensemble")}
     alpha, max_length = opts.pop("subword_sampling"), opts.pop("max_length")
-    refuse_overwriting_data(opts, train_path, dev_path)
+    refuse_overwriting_data(opts, train_path, dev_path, opts["init"])
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("classify", opts, lambda tok, meta: setup_classify(
         train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, alpha,
@@ -446,6 +470,7 @@ def train_classify(train_path, dev_path, **opts):
               help="A learned per-class bias on the output scores.")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Drop training sentences longer than this many pieces (warns once).")
+@init_options
 def train_generate(train_path, dev_path, **opts):
     """Train an LSTM class -> sequence generator with teacher forcing (S2).
 
@@ -461,7 +486,7 @@ def train_generate(train_path, dev_path, **opts):
                                             "tie_embeddings", "class_every_step",
                                             "class_bias")}
     max_length = opts.pop("max_length")
-    refuse_overwriting_data(opts, train_path, dev_path)
+    refuse_overwriting_data(opts, train_path, dev_path, opts["init"])
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
     run_training("generate", opts, lambda tok, meta: setup_generate(
         train_data, dev_data, dev_path, model_opts, tok, opts["seed"], meta, max_length))
@@ -538,13 +563,64 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
         train_data, dev_data, model_opts, tok, joint, max_length, opts["seed"], meta))
 
 
+@cli.command()
+@click.option("--train", "train_path", required=True, multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Unlabelled text, one sentence per line (repeat for more files).")
+@click.option("--dev", "dev_path", required=True, type=click.Path(dir_okay=False),
+              help="Held-out text of the same kind; picks the best checkpoint.")
+@training_options
+@click.option("--rnn", type=click.Choice(["gru", "lstm"]), default="gru", show_default=True,
+              help="gru to initialise classifiers, lstm for generators.")
+@click.option("--embed-dim", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Size of the piece embeddings.")
+@click.option("--hidden-dim", default=192, show_default=True, type=click.IntRange(min=1),
+              help="RNN state size (per direction).")
+@click.option("--layers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacked RNN layers (one when bidirectional).")
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True,
+              help="Also learn to predict each piece from the text after it (classifiers).")
+@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Dropout rate.")
+@click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Drop training lines longer than this many pieces (warns once).")
+def pretrain(train_path, dev_path, **opts):
+    """Pretrain a recurrent language model on unlabelled text, for `train classify|generate
+    --init`: its checkpoint holds the tokenizer, the embeddings and the recurrent layers.
+
+    \b
+    Examples:
+      P=corpora/pretraining
+      seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out lm-gru.pt
+      seqtool train classify --init lm-gru.pt --train $S/train.tsv --dev $S/dev.tsv \\
+        --out sentiment.pt
+      seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out lm-lstm.pt --rnn lstm \\
+        --unidirectional --embed-dim 256 --hidden-dim 512
+    """
+    from seqtool.data import iter_lines
+    from seqtool.tasks import setup_pretrain
+
+    model_opts = {k: opts.pop(k) for k in ("rnn", "embed_dim", "hidden_dim", "layers",
+                                            "bidirectional", "dropout")}
+    max_length = opts.pop("max_length")
+    refuse_overwriting_data(opts, *train_path, dev_path)
+    train_texts = [line for path in train_path for _, line in iter_lines(path)]
+    dev_texts = [line for _, line in iter_lines(dev_path)]
+    run_training("pretrain", opts, lambda tok, meta: setup_pretrain(
+        train_texts, dev_texts, model_opts, tok, opts["seed"], meta, max_length))
+
+
 # ----------------------------------------------------------------------------- prediction
 
 
 def model_option(task: str):
+    from seqtool.shipped import SHIPPED_MODELS
+
+    names = ", ".join(SHIPPED_MODELS[task])
     return click.option("--model", "-m", type=click.Path(dir_okay=False),
-                        help=f"Checkpoint (default: the shipped {task} model, found in "
-                             "$SEQTOOL_CHECKPOINTS or the repository's checkpoints/).")
+                        help=f"Checkpoint file, or the name of a shipped {task} model ({names}; "
+                             "default: the first), found in $SEQTOOL_CHECKPOINTS or the "
+                             "repository's checkpoints/.")
 
 
 def report_format(fmt: str, as_json: bool) -> str:
@@ -674,6 +750,7 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
     \b
     Examples:
       seqtool generate --label positive -n 5
+      seqtool generate --label news -n 3   # the Brown genre generator (15 genres)
       seqtool generate --label negative --prompt "The plot" --temperature 0
       printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
     """
@@ -682,6 +759,12 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
     from seqtool.report import RecordWriter
 
     loaded = load(model, "generate", device)
+    if model is None and label not in loaded.checkpoint.labels:
+        from seqtool.predict import shipped_generator_for
+
+        other = shipped_generator_for(label)  # `--label news` picks the genre generator
+        if other:
+            loaded = load(other, "generate", device)
     out = RecordWriter(fmt, text=lambda r: r["text"],
                        tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
     with out:
@@ -826,12 +909,16 @@ def evaluate_classify(model, input_path, fmt, as_json, max_length, device):
 @click.option("--guidance", "-g", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Class guidance of the samples, as in `seqtool generate`.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the samples.")
+@click.option("--wordlist", type=click.Path(dir_okay=False),
+              help="Text whose words are the real ones, for the non-word rate (default: the "
+                   "English corpora of the repository).")
 @format_option(REPORT_FORMATS)
 @json_alias
 @device_option
 def evaluate_generate(model, input_path, judge, train_path, samples, temperature, guidance,
-                      seed, fmt, as_json, device):
-    """Perplexity (right vs wrong class), diversity, copying and class consistency.
+                      seed, wordlist, fmt, as_json, device):
+    """Perplexity (right vs wrong class), bits per character, diversity, copying, non-words
+    and class consistency.
 
     \b
     Example:
@@ -841,7 +928,7 @@ def evaluate_generate(model, input_path, judge, train_path, samples, temperature
     from seqtool.report import print_generation, print_report
 
     report = evaluate_generator(model, input_path, judge, train_path, samples, temperature,
-                                seed, guidance, device)
+                                seed, guidance, device, wordlist)
     print_report(report, report_format(fmt, as_json), print_generation)
 
 

@@ -8,7 +8,42 @@ from typing import Any
 
 from seqtool.data import read_labeled, read_parallel
 from seqtool.errors import SeqtoolError
-from seqtool.metrics import classification_report, corpus_scores, distinct_n
+from seqtool.metrics import (
+    bits_per_character,
+    classification_report,
+    corpus_scores,
+    distinct_n,
+    non_word_rates,
+    words,
+)
+
+CORPORA = Path(__file__).resolve().parent.parent / "corpora"
+# The English text the repository ships, every split: a reference vocabulary of real words.
+ENGLISH_CORPORA = ("generation/brown/*.tsv", "sentiment/movie-snippets/*.tsv",
+                   "translation/bible-fr-en/*.en")
+
+
+def reference_vocabulary(wordlist: str | None) -> tuple[set[str], str]:
+    """The words a generated word must be one of, and where they come from: a --wordlist
+    (any text, e.g. /usr/share/dict/words), else the English corpora of the repository."""
+    if wordlist:
+        files = [Path(wordlist)]
+    else:
+        files = sorted(f for pattern in ENGLISH_CORPORA for f in CORPORA.glob(pattern))
+        if not files:
+            raise SeqtoolError("no corpora/ folder next to the package to take real words "
+                               "from; pass --wordlist FILE", str(CORPORA))
+    vocabulary: set[str] = set()
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise SeqtoolError(f"cannot read: {e.strerror or e}", str(f)) from None
+        if f.suffix == ".tsv":  # label<TAB>text: the label is no word of the text
+            text = "\n".join(line.partition("\t")[2] for line in text.splitlines())
+        vocabulary.update(words(text))
+    source = wordlist or f"the words of corpora/{{{','.join(ENGLISH_CORPORA)}}}"
+    return vocabulary, f"{source} ({len(vocabulary)} words)"
 
 
 def evaluate_classifier(
@@ -35,6 +70,7 @@ def evaluate_classifier(
 def evaluate_generator(
     model_path: str | None, data: str, judge: str | None, train_path: str | None,
     samples: int, temperature: float, seed: int, guidance: float = 0.0, device: str = "cpu",
+    wordlist: str | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -58,6 +94,7 @@ def evaluate_generator(
     wrong_nll /= max(1, len(labels) - 1)
     report: dict[str, Any] = {
         "data": data,
+        "bits_per_character": bits_per_character(float(nll.sum()), [r.text for r in records]),
         "perplexity": float(torch.exp(nll.sum() / counts.sum())),
         "perplexity_wrong_class": float(torch.exp(wrong_nll.sum() / counts.sum())),
         "per_class": {},
@@ -79,6 +116,7 @@ def evaluate_generator(
     train_texts = set()
     if train_file:
         train_texts = {r.text.strip().lower() for r in read_labeled(train_file)}
+    vocabulary, vocabulary_source = reference_vocabulary(wordlist)
     judge_model = load(judge, "classify", device)
     unknown = sorted(set(labels) - set(judge_model.checkpoint.labels))
     if unknown:
@@ -103,6 +141,8 @@ def evaluate_generator(
         "guidance": guidance,
         "distinct_1": distinct_n(tokenized, 1),
         "distinct_2": distinct_n(tokenized, 2),
+        **non_word_rates(texts, vocabulary),
+        "reference_vocabulary": vocabulary_source,
         "copied_from_train": (sum(t.strip().lower() in train_texts for t in texts) / len(texts)
                               if train_texts else None),
         "train_file": str(train_file) if train_file else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,6 +47,43 @@ def distinct_n(texts: Iterable[Sequence[str]], n: int) -> float:
         total += len(grams)
         seen.update(grams)
     return len(seen) / total if total else 0.0
+
+
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of a text: runs of letters, with inner apostrophes (don't)."""
+    return WORD.findall(text.lower())
+
+
+def non_word_rates(texts: Sequence[str], vocabulary: set[str]) -> dict[str, float]:
+    """How often generated text leaves a reference vocabulary: the share of words found in no
+    reference ("cudly", "refreshs") and the share of texts holding at least one. A word with
+    an apostrophe also counts as known when its parts are known (didn't, film's)."""
+
+    def known(word: str) -> bool:
+        return word in vocabulary or ("'" in word and all(
+            part in vocabulary or part in ("s", "t", "d", "ll", "re", "ve", "m")
+            for part in word.split("'")))
+
+    unknown_words = total_words = texts_with_unknown = 0
+    for text in texts:
+        found = [known(w) for w in words(text)]
+        total_words += len(found)
+        unknown_words += found.count(False)
+        texts_with_unknown += not all(found)
+    return {
+        "non_word_rate": unknown_words / total_words if total_words else 0.0,
+        "sentences_with_non_word": texts_with_unknown / len(texts) if texts else 0.0,
+    }
+
+
+def bits_per_character(total_nll_nats: float, texts: Sequence[str]) -> float:
+    """Negative log-likelihood in bits per character, counting one character per text for its
+    end (the newline). Unlike perplexity per piece it compares models across tokenizers."""
+    characters = sum(len(t) + 1 for t in texts)
+    return total_nll_nats / math.log(2) / characters if characters else float("nan")
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:

@@ -18,38 +18,35 @@ from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
 from seqtool.models import build_model
 from seqtool.search import Hypothesis, beam_search, greedy, sample
+from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.tokenizer import Tokenizer
 from seqtool.training import autocast
-
-DEFAULT_MODELS = {
-    "classify": "sentiment-gru.pt",
-    "generate": "sentiment-lstm-generator.pt",
-    "translate": "bible-fr-en-gru-attention.pt",
-}
-
 
 DEFAULT_MAX_LENGTH = 512  # pieces per input line at prediction time (--max-length)
 
 
-def default_checkpoint(task: str) -> Path:
-    """The shipped model for a task: $SEQTOOL_CHECKPOINTS or the repository's checkpoints/."""
-    import os
-
-    folder = os.environ.get("SEQTOOL_CHECKPOINTS")
-    base = Path(folder) if folder else Path(__file__).resolve().parent.parent / "checkpoints"
-    return base / DEFAULT_MODELS[task]
-
-
 def resolve_path(path: str | Path | None, task: str) -> Path:
-    """The checkpoint to use; for the default one, a missing file says how to point at it."""
-    if path:
+    """The checkpoint to use: a file, the name of a shipped model (`brown-genre`), or the
+    task's default; a missing shipped file says how to point at it."""
+    if path and (Path(path).exists() or str(path) not in SHIPPED_MODELS[task]):
         return Path(path)
-    default = default_checkpoint(task)
-    if not default.is_file():
+    file = SHIPPED_MODELS[task][str(path)] if path else DEFAULT_MODELS[task]
+    shipped = checkpoints_folder() / file
+    if not shipped.is_file():
         raise SeqtoolError(
             f"no shipped {task} model here; set SEQTOOL_CHECKPOINTS to the folder holding "
-            f"{DEFAULT_MODELS[task]} (the repository's checkpoints/) or pass -m", str(default))
-    return default
+            f"{file} (the repository's checkpoints/) or pass -m FILE", str(shipped))
+    return shipped
+
+
+def shipped_generator_for(label: str) -> str | None:
+    """The name of the first shipped generator that knows `label` (`generate --label news`
+    needs no -m), or None."""
+    for name, file in SHIPPED_MODELS["generate"].items():
+        path = checkpoints_folder() / file
+        if path.is_file() and label in Checkpoint.load(path).labels:
+            return name
+    return None
 
 
 @dataclass
@@ -177,6 +174,24 @@ def sentence_nll(
         batch = {k: v.to(device) for k, v in batch.items()}
         nll[idx] = generator_nll(model, batch).double().cpu()
     return nll, torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
+
+
+def language_model_nll(
+    model: nn.Module, ids: Sequence[Sequence[int]], batch_size: int = 128
+) -> tuple[torch.Tensor, int]:
+    """Summed NLL per direction [directions] of sentences under a pretrained language model
+    (forward first), and the number of pieces each direction predicts (<end> or <start>
+    included)."""
+    from seqtool.tasks import pretrain_batch
+
+    model.eval()
+    device = _device(model)
+    total = torch.zeros(2 if model.config.bidirectional else 1, dtype=torch.float64)
+    with torch.no_grad():
+        for idx in _length_sorted([len(s) for s in ids], batch_size):
+            batch = {k: v.to(device) for k, v in pretrain_batch([ids[i] for i in idx]).items()}
+            total += model.piece_nll(batch["tokens"], batch["lengths"]).double().sum((1, 2)).cpu()
+    return total, sum(len(s) + 1 for s in ids)
 
 
 def corpus_perplexity(model, labels, ids) -> float:

@@ -83,6 +83,8 @@ def print_generation(report: dict[str, Any]) -> None:
     for label, m in report["per_class"].items():
         table.add_row(escape(label), f"{m['perplexity']:.2f}", f"{m['perplexity_wrong_class']:.2f}")
     console.print(table)
+    console.print(f"bits per character [bold]{report['bits_per_character']:.3f}[/] "
+                  "(right class; comparable across tokenizers)")
     s = report["samples"]
     copied = (f"n/a ({s.get('copied_note', 'no training file')})"
               if s["copied_from_train"] is None else f"{s['copied_from_train']:.3f}")
@@ -90,6 +92,9 @@ def print_generation(report: dict[str, Any]) -> None:
                   f"class consistency [bold]{s['class_consistency']:.3f}[/], "
                   f"distinct-1 {s['distinct_1']:.3f}, distinct-2 {s['distinct_2']:.3f}, "
                   f"copied {copied}, {s['generated_tokens_per_s']:.0f} tokens/s")
+    console.print(f"non-words {s['non_word_rate']:.2%} of words, in "
+                  f"{s['sentences_with_non_word']:.1%} of samples "
+                  f"(reference: {escape(s['reference_vocabulary'])})")
     for label, texts in s["examples"].items():
         for t in texts:
             console.print(f"  [dim]{escape(label)}[/]  {escape(t)}")

@@ -22,6 +22,8 @@ from seqtool.models import (
     ClassifierConfig,
     Generator,
     GeneratorConfig,
+    LanguageModel,
+    LanguageModelConfig,
     Translator,
     TranslatorConfig,
 )
@@ -284,4 +286,48 @@ def setup_translate(
         collate=lambda idx: translate_batch([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]),
         evaluate=evaluate, metric="bleu", higher_is_better=True, checkpoint=checkpoint,
     )
+    return model, task
+
+
+# ----------------------------------------------------------------------------- pretraining
+
+
+def pretrain_batch(ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    tokens, lengths = pad([[START, *s, END] for s in ids])
+    return {"tokens": tokens, "lengths": lengths}
+
+
+def setup_pretrain(
+    train: Sequence[str], dev: Sequence[str], model_options: dict[str, Any],
+    tokenizer_options: TokenizerOptions, seed: int, meta: dict, max_length: int = 128,
+) -> tuple[nn.Module, Task]:
+    """A language model on unlabelled lines (blank ones skipped); lines over `max_length`
+    pieces are dropped."""
+    from seqtool.metrics import bits_per_character
+    from seqtool.predict import language_model_nll
+
+    train = [t for t in train if t.strip()]
+    dev = [t for t in dev if t.strip()]
+    if not train or not dev:
+        raise SeqtoolError("pretraining needs non-empty --train and --dev text")
+    tokenizer = tokenizer_options.build(train, seed)
+    ids = encode_capped(tokenizer, train, max_length)
+    ids = [s for s in ids if len(s) <= max_length]
+    report_long(len(ids), len(train), max_length, "dropped")
+    dev_ids = [s[:max_length] for s in encode_capped(tokenizer, dev, max_length)]
+    torch.manual_seed(seed)
+    model = LanguageModel(LanguageModelConfig(tokenizer.vocab_size, **model_options))
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        nll, pieces = language_model_nll(m, dev_ids)  # per direction
+        return {"perplexity": float(torch.exp(nll.sum() / (pieces * len(nll)))),
+                "bits_per_character": bits_per_character(float(nll[0]), dev)}
+
+    def checkpoint(m: nn.Module) -> Checkpoint:
+        return Checkpoint("pretrain", m.config.to_dict(), m.state_dict(),
+                          {"src": tokenizer.model_bytes}, [], dict(meta))
+
+    task = Task(lengths=[len(s) + 2 for s in ids],
+                collate=lambda idx: pretrain_batch([ids[i] for i in idx]), evaluate=evaluate,
+                metric="perplexity", higher_is_better=False, checkpoint=checkpoint)
     return model, task

@@ -29,7 +29,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class TrainConfig:
     half_checkpoint: bool = False  # store the best weights in fp16 (smaller files)
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     quiet: bool = False
+    pretrained_lr_scale: float = 1.0  # learning rate of --init's parameters, relative to lr
 
 
 @dataclass
@@ -156,7 +157,7 @@ RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "max_minutes", "patience",
                                "quiet", "resume", "out"})
 # Options naming files whose content, not name, belongs to the run.
 DATA_FILES = frozenset({"train_path", "dev_path", "train_src", "train_tgt", "dev_src",
-                        "dev_tgt", "tokenizer_path"})
+                        "dev_tgt", "tokenizer_path", "init"})
 
 
 def file_digest(path: str | None) -> str | None:
@@ -180,7 +181,8 @@ def run_fingerprint(options: dict[str, Any]) -> dict[str, Any]:
     return {
         "options": {k: v for k, v in sorted(options.items())
                     if k not in RESUMABLE_CHANGES and k not in DATA_FILES},
-        "data": {k: file_digest(v) for k, v in sorted(options.items()) if k in DATA_FILES},
+        "data": {k: [file_digest(f) for f in v] if isinstance(v, (list, tuple))
+                 else file_digest(v) for k, v in sorted(options.items()) if k in DATA_FILES},
     }
 
 
@@ -236,7 +238,8 @@ def threading_main() -> bool:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, out: Path):
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, out: Path,
+                 pretrained: Collection[str] = ()):
         self.model, self.task, self.config, self.out = model, task, config, Path(out)
         self.rank, self.world = distributed()
         self.device = resolve_device(config.device)
@@ -250,9 +253,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids)
         reuse_freed_memory()
-        self.optimizer = torch.optim.Adam(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        # Parameters set by --init learn at their own (lower) rate; the schedule scales both.
+        named = list(model.named_parameters())
+        groups = [{"params": [p for n, p in named if n not in pretrained]}]
+        if pretrained:
+            groups.append({"params": [p for n, p in named if n in pretrained],
+                           "lr": config.lr * config.pretrained_lr_scale})
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.plateau_factor = 1.0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0

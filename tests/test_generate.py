@@ -4,6 +4,7 @@ toy generator reproduces its classes' sentences and follows prompts."""
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -255,7 +256,7 @@ def test_unknown_label_lists_known_labels(toy_generator):
     assert "unknown label 'neutral' (known: negative, positive)" in p.stderr
 
 
-def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier):
+def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier, tmp_path):
     report = json.loads(run_cli("evaluate", "generate", "-m", toy_generator, "--data",
                                 TOY / "sentiment.tsv", "--judge", toy_classifier,
                                 "--train", TOY / "sentiment.tsv", "--samples", "10",
@@ -263,3 +264,14 @@ def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier):
     assert report["perplexity"] < report["perplexity_wrong_class"]
     s = report["samples"]
     assert 0 <= s["class_consistency"] <= 1 and 0 < s["distinct_2"] <= 1
+    # Bits per character agree with the perplexity: the same NLL over characters, not pieces.
+    assert 0 < report["bits_per_character"] < math.log2(report["perplexity"])
+    assert 0 <= s["non_word_rate"] <= s["sentences_with_non_word"] <= 1
+    assert "corpora/" in s["reference_vocabulary"]
+    wordlist = tmp_path / "words.txt"
+    wordlist.write_text("nothing\n")
+    only_one_word = json.loads(run_cli(
+        "evaluate", "generate", "-m", toy_generator, "--data", TOY / "sentiment.tsv",
+        "--judge", toy_classifier, "--samples", "10", "--wordlist", wordlist, "--json").output)
+    assert only_one_word["samples"]["non_word_rate"] == 1.0
+    assert only_one_word["samples"]["reference_vocabulary"] == f"{wordlist} (1 words)"

@@ -1,0 +1,88 @@
+"""Finetuning from a pretrained language model (`train classify|generate --init LM.pt`).
+
+The language model of `seqtool pretrain` names its parts as the task models do (`embedding`,
+`rnn`), so finetuning copies them by name: into every member of a classifier ensemble, or into
+the generator (whose LSTM may also read the class at every step: those extra input columns
+keep their fresh initialisation). The task's own layers (class scores, class states) start
+fresh, and the pretrained ones learn at a lower rate (`--pretrained-lr-scale`), as ULMFiT's
+discriminative rates do, so that the first noisy gradients of the fresh layers do not wash
+out what pretraining learned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqtool.checkpoint import Checkpoint
+from seqtool.errors import SeqtoolError
+from seqtool.models import Classifier, Generator
+
+RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}
+
+
+def load_language_model(path: str | Path) -> Checkpoint:
+    lm = Checkpoint.load(path)
+    if lm.task != "pretrain":
+        raise SeqtoolError(f"--init needs a language model from `seqtool pretrain`, not a "
+                           f"{lm.task} model", str(path))
+    return lm
+
+
+def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path) -> set[str]:
+    """Copy the language model's embedding and recurrent weights into `model`; returns the
+    names of the parameters it set. Any difference of shape is one error line."""
+    name = str(path)
+    wanted = RNN_OF_TASK.get(type(model))
+    if wanted is None:
+        raise SeqtoolError("--init works for train classify and train generate", name)
+    have = lm.model_config.get("rnn")
+    if have != wanted:
+        raise SeqtoolError(f"--init: the language model's RNN is {have}, this model's is "
+                           f"{wanted} (pretrain with --rnn {wanted})", name)
+    if isinstance(model, Classifier):
+        prefixes = [f"members.{i}." for i in range(len(model.members))]
+        parts: tuple[str, ...] = ("embedding.", "rnn.")
+    else:
+        prefixes = [""]
+        # The generator predicts through a bottleneck into the tied embeddings, as the LM.
+        parts = ("embedding.", "rnn.", "bottleneck.", "output.bias")
+    source = {k: v for k, v in lm.weights.items() if k.startswith(parts)}
+    target = dict(model.named_parameters())
+    copied: set[str] = set()
+    with torch.no_grad():
+        for prefix in prefixes:
+            for key in sorted({k for k in target if k.startswith(prefix)}):
+                local = key[len(prefix):]
+                if not local.startswith(("embedding.", "rnn.")):
+                    continue
+                if local not in source:
+                    raise SeqtoolError(f"--init: this model has {local} and the language model "
+                                       f"does not (compare --layers and --bidirectional)", name)
+            for local, weight in source.items():
+                key = prefix + local
+                if key not in target:
+                    if local.startswith(("embedding.", "rnn.")):
+                        raise SeqtoolError(f"--init: the language model has {local} and this "
+                                           f"model does not (compare --layers and "
+                                           f"--bidirectional)", name)
+                    continue  # e.g. a generator without bottleneck: the LM's stays behind
+                param = target[key]
+                weight = weight.to(param.dtype)
+                if param.shape == weight.shape:
+                    param.copy_(weight)
+                elif (local.startswith("rnn.weight_ih_l0") and param.dim() == 2
+                      and param.shape[0] == weight.shape[0] and param.shape[1] > weight.shape[1]):
+                    param[:, : weight.shape[1]] = weight  # the class columns stay fresh
+                else:
+                    raise SeqtoolError(
+                        f"--init: {local} is {tuple(weight.shape)} in the language model, "
+                        f"{tuple(param.shape)} here (pass the language model's --embed-dim, "
+                        f"--hidden-dim and --layers)", name)
+                copied.add(key)
+        if isinstance(model, Generator):
+            # y_h(0) = tanh(W_i x) starts at 0, the state the language model started from.
+            model.initial.weight.zero_()
+    return copied

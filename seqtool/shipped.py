@@ -1,0 +1,22 @@
+"""The models shipped in checkpoints/, by task and name; light enough for `--help`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# `-m NAME` picks one of these; the first of each task is its default.
+SHIPPED_MODELS = {
+    "classify": {"sentiment": "sentiment-gru.pt", "brown-genre": "brown-genre-gru.pt"},
+    "generate": {"sentiment": "sentiment-lstm-generator.pt",
+                 "brown-genre": "brown-genre-lstm-generator.pt"},
+    "translate": {"bible-fr-en": "bible-fr-en-gru-attention.pt"},
+}
+DEFAULT_MODELS = {task: next(iter(models.values())) for task, models in SHIPPED_MODELS.items()}
+
+
+def checkpoints_folder() -> Path:
+    """$SEQTOOL_CHECKPOINTS, or the repository's checkpoints/."""
+    folder = os.environ.get("SEQTOOL_CHECKPOINTS")
+    return Path(folder) if folder else Path(__file__).resolve().parent.parent / "checkpoints"
+

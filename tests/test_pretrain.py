@@ -1,0 +1,164 @@
+"""Pretraining: the language model sees only its own side of each piece, and `--init` starts
+classifiers and generators from its tokenizer, embeddings and recurrent layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TOY, run_cli, run_seqtool
+
+from seqtool.checkpoint import Checkpoint
+from seqtool.errors import SeqtoolError
+from seqtool.models import (
+    Classifier,
+    ClassifierConfig,
+    Generator,
+    GeneratorConfig,
+    LanguageModel,
+    LanguageModelConfig,
+)
+from seqtool.pretrained import init_from_language_model
+from seqtool.tasks import pretrain_batch
+
+TINY_PRETRAIN = ["--vocab-size", "60", "--embed-dim", "16", "--hidden-dim", "16",
+                 "--max-tokens", "200", "--epochs", "20", "--lr", "0.01", "--warmup-steps",
+                 "0", "--quiet"]
+
+
+def small_language_model(rnn: str = "gru", bidirectional: bool = True, seed: int = 0,
+                         layers: int = 1) -> LanguageModel:
+    torch.manual_seed(seed)
+    config = LanguageModelConfig(vocab_size=19, rnn=rnn, embed_dim=5, hidden_dim=6,
+                                 layers=layers, bidirectional=bidirectional, dropout=0.0)
+    return LanguageModel(config).double().eval()
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+@pytest.mark.parametrize("seed", range(3))
+def test_each_direction_sees_only_its_own_side(rnn, seed):
+    """Changing piece k changes the forward states only from k on (the state at j predicts
+    piece j+1), the backward states only up to k (the state at j predicts piece j): neither
+    direction sees the piece it predicts, and padding changes nothing."""
+    model = small_language_model(rnn, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    ids = [torch.randint(4, 19, (n,), generator=generator).tolist() for n in (7, 3, 5)]
+    batch = pretrain_batch(ids)
+    (forward, next_pieces), (backward, previous_pieces) = model.predicting_states(**batch)
+    assert torch.equal(next_pieces, batch["tokens"][:, 1:])
+    assert torch.equal(previous_pieces, batch["tokens"][:, :-1])
+    for k in range(1, 8):  # the real pieces of the first sentence (0 is <start>)
+        changed = batch["tokens"].clone()
+        changed[0, k] = 4 + (changed[0, k] - 3) % 15
+        (f, _), (b, _) = model.predicting_states(changed, batch["lengths"])
+        f_moved = (f - forward).abs().amax(-1)[0] > 1e-12
+        b_moved = (b - backward).abs().amax(-1)[0] > 1e-12
+        assert f_moved.nonzero().min() == k and f_moved[k:8].all(), (k, f_moved)
+        assert b_moved.nonzero().max() == k - 1 and b_moved[:k].all(), (k, b_moved)
+        assert torch.equal(f[1:], forward[1:]) and torch.equal(b[1:], backward[1:])
+    nll = model.piece_nll(**batch)
+    assert (nll[:, 1, 4:] == 0).all() and (nll[:, 1, :4] > 0).all()
+
+
+def test_loss_counts_every_piece_once_per_direction():
+    ids = [[5, 6, 7], [8]]
+    batch = pretrain_batch(ids)
+    for bidirectional, directions in ((True, 2), (False, 1)):
+        model = small_language_model(bidirectional=bidirectional)
+        loss, units = model.loss(batch)
+        assert units == directions * (4 + 2)  # n pieces + <end> (or <start>) per sentence
+        assert loss.item() == pytest.approx(model.piece_nll(**batch).sum().item())
+
+
+def test_a_bidirectional_language_model_has_one_layer():
+    with pytest.raises(ValueError, match="one layer"):
+        small_language_model(layers=2)
+    small_language_model(bidirectional=False, layers=2)
+
+
+def language_model_checkpoint(model: LanguageModel) -> Checkpoint:
+    return Checkpoint("pretrain", model.config.to_dict(), model.state_dict(), {"src": b""}, [],
+                      {})
+
+
+def test_init_copies_embedding_and_rnn_into_every_ensemble_member():
+    lm = small_language_model()
+    classifier = Classifier(ClassifierConfig(vocab_size=19, num_classes=3, embed_dim=5,
+                                             hidden_dim=6, ensemble=2)).double()
+    copied = init_from_language_model(classifier, language_model_checkpoint(lm), "lm.pt")
+    for member in classifier.members:
+        assert torch.equal(member.embedding.weight, lm.embedding.weight)
+        for name, weight in lm.rnn.named_parameters():
+            assert torch.equal(getattr(member.rnn, name), weight)
+    assert "members.1.rnn.weight_hh_l0_reverse" in copied
+    assert not any(name.startswith(("members.0.output", "members.1.output")) for name in copied)
+
+
+def test_init_keeps_the_generators_class_columns_fresh():
+    lm = small_language_model("lstm", bidirectional=False)
+    generator = Generator(GeneratorConfig(vocab_size=19, num_classes=2, embed_dim=5,
+                                          hidden_dim=6, class_every_step=True,
+                                          class_dim=3)).double()
+    fresh = generator.rnn.weight_ih_l0[:, 5:].detach().clone()
+    copied = init_from_language_model(generator, language_model_checkpoint(lm), "lm.pt")
+    assert torch.equal(generator.rnn.weight_ih_l0[:, :5], lm.rnn.weight_ih_l0)
+    assert torch.equal(generator.rnn.weight_ih_l0[:, 5:], fresh)
+    assert torch.equal(generator.bottleneck.weight, lm.bottleneck.weight)
+    assert torch.equal(generator.output.bias, lm.output.bias)
+    assert (generator.initial.weight == 0).all()  # y_h(0) = 0, as in pretraining
+    assert {"embedding.weight", "rnn.weight_ih_l0", "bottleneck.weight"} <= copied
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Classifier(ClassifierConfig(19, 2, embed_dim=5, hidden_dim=7)), "hidden-dim"),
+    (lambda: Classifier(ClassifierConfig(19, 2, embed_dim=5, hidden_dim=6,
+                                         bidirectional=False)), "bidirectional"),
+    (lambda: Classifier(ClassifierConfig(19, 2, embed_dim=5, hidden_dim=6, layers=2)),
+     "layers"),
+    (lambda: Generator(GeneratorConfig(19, 2, embed_dim=5, hidden_dim=6)), "--rnn lstm"),
+])
+def test_mismatches_are_one_clear_error(build, message):
+    lm = language_model_checkpoint(small_language_model())
+    with pytest.raises(SeqtoolError, match=message) as error:
+        init_from_language_model(build().double(), lm, "lm.pt")
+    assert "\n" not in str(error.value)
+
+
+def test_pretrain_then_finetune_end_to_end(tmp_path):
+    """A frozen (--pretrained-lr-scale 0) finetuning keeps the language model's embedding
+    and GRU exactly and its tokenizer; the class layer learns."""
+    text = tmp_path / "text.txt"
+    text.write_text("".join(line.split("\t")[1] + "\n" for line in
+                            (TOY / "sentiment.tsv").read_text().splitlines()))
+    lm_path = tmp_path / "lm.pt"
+    run_cli("pretrain", "--train", text, "--train", TOY / "en-de.en", "--dev", text, "--out",
+            lm_path, *TINY_PRETRAIN)
+    lm = Checkpoint.load(lm_path)
+    assert lm.task == "pretrain" and lm.meta["history"][-1]["bits_per_character"] > 0
+    out = tmp_path / "classifier.pt"
+    run_cli("train", "classify", "--train", TOY / "sentiment.tsv", "--dev",
+            TOY / "sentiment.tsv", "--out", out, "--init", lm_path, "--embed-dim", "16",
+            "--hidden-dim", "16", "--epochs", "5", "--max-tokens", "64", "--warmup-steps", "0",
+            "--pretrained-lr-scale", "0", "--quiet")
+    classifier = Checkpoint.load(out)
+    assert classifier.tokenizers["src"] == lm.tokenizers["src"]
+    for name in ("embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0_reverse"):
+        assert torch.equal(classifier.weights[f"members.0.{name}"], lm.weights[name]), name
+    # The class layer was trained: it moved from its seeded initialisation.
+    torch.manual_seed(0)
+    untrained = Classifier(ClassifierConfig(**classifier.model_config))
+    assert not torch.equal(classifier.weights["members.0.output.weight"],
+                           untrained.members[0].output.weight)
+
+
+def test_init_errors_are_one_line(tmp_path, toy_classifier):
+    text = tmp_path / "text.txt"
+    text.write_text("a b c\nd e f\n")
+    wrong = run_seqtool("train", "classify", "--train", TOY / "sentiment.tsv", "--dev",
+                        TOY / "sentiment.tsv", "--out", tmp_path / "c.pt", "--init",
+                        toy_classifier, "--quiet")
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().count("\n") == 0 and "seqtool pretrain" in wrong.stderr
+    deep = run_seqtool("pretrain", "--train", text, "--dev", text, "--out", tmp_path / "lm.pt",
+                       "--layers", "2", "--quiet")
+    assert deep.returncode == 1 and "one layer" in deep.stderr
+    assert "Traceback" not in deep.stderr + wrong.stderr
