@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TOY, run_cli, run_seqtool
+from conftest import ROOT, TINY_GENERATE, TOY, run_cli, run_seqtool
 
 
 def test_help_does_not_import_torch():
@@ -225,3 +225,31 @@ def test_evaluate_generate_finds_the_training_file_of_its_command(toy_generator,
                                        toy_generator)
     assert missing is None and "gone.tsv" in why and "--train" in why
     assert recorded_train_file({}, toy_generator)[0] is None
+
+
+def test_shipped_models_by_name_and_by_label(tmp_path, toy_generator, toy_classifier,
+                                             monkeypatch):
+    """`-m NAME` finds a shipped model; `generate --label L` without -m takes the first
+    shipped generator that knows L."""
+    import shutil
+
+    genres = tmp_path / "genres.tsv"
+    genres.write_text("news\tThe jury said it.\nlore\tThe old tale goes on.\n")
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    run_cli("train", "generate", "--train", genres, "--dev", genres, "--out",
+            shipped / "brown-genre-lstm-generator.pt", *TINY_GENERATE[:1], "3",
+            *TINY_GENERATE[2:])
+    shutil.copy(toy_generator, shipped / "sentiment-lstm-generator.pt")
+    shutil.copy(toy_classifier, shipped / "brown-genre-gru.pt")
+    monkeypatch.setenv("SEQTOOL_CHECKPOINTS", str(shipped))
+    news = json.loads(run_cli("generate", "--label", "news", "--format", "jsonl").output)
+    assert news["label"] == "news"
+    assert json.loads(run_cli("generate", "--label", "positive", "--format", "jsonl")
+                      .output)["label"] == "positive"
+    unknown = run_cli("generate", "--label", "poetry", ok=False)
+    assert unknown.exit_code == 1 and "unknown label 'poetry'" in unknown.output
+    named = run_cli("classify", "-m", "brown-genre", "--format", "jsonl", "I love my cat.")
+    assert json.loads(named.output)["label"] in ("negative", "positive")
+    missing = run_cli("translate", "-m", "bible-fr-en", "Dieu", ok=False)
+    assert missing.exit_code == 1 and "SEQTOOL_CHECKPOINTS" in missing.output

@@ -275,3 +275,4 @@ def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier, tmp_pat
         "--judge", toy_classifier, "--samples", "10", "--wordlist", wordlist, "--json").output)
     assert only_one_word["samples"]["non_word_rate"] == 1.0
     assert only_one_word["samples"]["reference_vocabulary"] == f"{wordlist} (1 words)"
+
