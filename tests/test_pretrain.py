@@ -162,3 +162,33 @@ def test_init_errors_are_one_line(tmp_path, toy_classifier):
                        "--layers", "2", "--quiet")
     assert deep.returncode == 1 and "one layer" in deep.stderr
     assert "Traceback" not in deep.stderr + wrong.stderr
+
+
+def test_pretrain_and_finetune_resume_exactly(tmp_path):
+    """`pretrain` and `train classify --init` (two learning rates) resume to the very model an
+    uninterrupted run trains."""
+    from seqtool.training import last_path
+
+    text = tmp_path / "text.txt"
+    text.write_text("".join(line.split("\t")[1] + "\n" for line in
+                            (TOY / "sentiment.tsv").read_text().splitlines()))
+    options = [*TINY_PRETRAIN, "--epochs", "6", "--dropout", "0.2"]
+    runs = {}
+    for name, extra in (("full", []), ("part", ["--max-steps", "4"])):
+        runs[name] = tmp_path / f"lm-{name}.pt"
+        run_cli("pretrain", "--train", text, "--dev", text, "--out", runs[name], *options,
+                *extra)
+    run_cli("pretrain", "--train", text, "--dev", text, "--out", runs["part"], *options,
+            "--resume")
+    weights = [Checkpoint.load(last_path(runs[n])).weights for n in ("full", "part")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    finetune = ["--train", TOY / "sentiment.tsv", "--dev", TOY / "sentiment.tsv", "--init",
+                runs["full"], "--embed-dim", "16", "--hidden-dim", "16", "--epochs", "6",
+                "--max-tokens", "64", "--warmup-steps", "0", "--quiet"]
+    run_cli("train", "classify", *finetune, "--out", tmp_path / "c-full.pt")
+    run_cli("train", "classify", *finetune, "--out", tmp_path / "c-part.pt", "--max-steps", "3")
+    run_cli("train", "classify", *finetune, "--out", tmp_path / "c-part.pt", "--resume")
+    full, part = (Checkpoint.load(last_path(tmp_path / f"c-{n}.pt")) for n in ("full", "part"))
+    assert all(torch.equal(full.weights[k], part.weights[k]) for k in full.weights)
+    groups = full.train_state["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in groups] == [0.002, 0.001]  # fresh, pretrained (x 0.5)
