@@ -324,8 +324,9 @@ def init_options(f):
                      help="With --init: learning rate of the pretrained layers, relative to "
                           "--lr (0 = frozen).")(f)
     return click.option("--init", type=click.Path(dir_okay=False),
-                        help="Start from a language model of `seqtool pretrain`: its tokenizer, "
-                             "embeddings and recurrent layers (sizes must match).")(f)
+                        help="Start from a language model of `seqtool pretrain`: its tokenizer "
+                             "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "
+                             "and recurrent layers (sizes must match).")(f)
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
@@ -590,7 +591,7 @@ def pretrain(train_path, dev_path, **opts):
 
     \b
     Examples:
-      P=corpora/pretraining
+      P=corpora/pretraining S=corpora/sentiment/movie-snippets
       seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out lm-gru.pt
       seqtool train classify --init lm-gru.pt --train $S/train.tsv --dev $S/dev.tsv \\
         --out sentiment.pt

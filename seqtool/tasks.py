@@ -314,7 +314,7 @@ def setup_pretrain(
     ids = encode_capped(tokenizer, train, max_length)
     ids = [s for s in ids if len(s) <= max_length]
     report_long(len(ids), len(train), max_length, "dropped")
-    dev_ids = [s[:max_length] for s in encode_capped(tokenizer, dev, max_length)]
+    dev_ids = tokenizer.encode_batch(dev)  # whole lines: bits per character cover them all
     torch.manual_seed(seed)
     model = LanguageModel(LanguageModelConfig(tokenizer.vocab_size, **model_options))
 
