@@ -266,6 +266,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best: float | None = None
+        self.best_saved: float | None = None  # metric of the model in --out (this process)
         self.bad_evals = 0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
@@ -456,6 +457,7 @@ class Trainer:
         )
         if better:
             self.save_best()
+            self.best_saved = value  # what --out holds, also after a closing evaluation
         if not scheduled:
             (self.best, self.bad_evals, self.plateau_factor, self.window_loss,
              self.window_units) = saved
@@ -533,9 +535,9 @@ class Trainer:
                     f"(state in {last_path(self.out)})", request.signal or signal.SIGINT)
             if not self.history or self.history[-1]["step"] != self.step:
                 self.evaluate(scheduled=False)
-        best = self.best
-        if best is None:  # only the closing evaluation ran, and it wrote the best checkpoint
-            best = self.history[-1].get(self.task.metric, float("nan"))
+        best = self.best_saved if self.best_saved is not None else self.best
+        if best is None:
+            best = float("nan")
         return {"best": best, "steps": self.step, "seconds": self.train_seconds,
                 "history": self.history}
 

@@ -175,6 +175,16 @@ def test_max_steps_and_max_minutes_stop_training(tmp_path, monkeypatch):
     assert 1 <= result["steps"] <= 4
 
 
+def test_a_better_closing_evaluation_is_saved_and_reported(tmp_path):
+    # Scheduled evaluations at steps 3 and 6 score 1 and 2; the closing one at step 7 (cut by
+    # --max-steps) scores 5: it writes --out and is what the run reports, yet the state that
+    # --resume continues from keeps the scheduled best.
+    trainer = linear_trainer(tmp_path, [1.0, 2.0, 5.0], eval_every=3, epochs=100, max_steps=7)
+    result = trainer.fit()
+    assert result["best"] == 5.0 and trainer.best == 2.0
+    assert Checkpoint.load(tmp_path / "m.pt").meta["steps"] == 7
+
+
 def test_training_reduces_the_loss_and_clips_gradients(tmp_path):
     trainer = linear_trainer(tmp_path, epochs=3, clip_norm=0.01)
     before = trainer.model.linear.weight.detach().clone()
