@@ -319,10 +319,10 @@ TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warm
 
 def init_options(f):
     """Finetuning from `seqtool pretrain`'s language model (S1 and S2)."""
-    f = click.option("--pretrained-lr-scale", default=0.5, show_default=True,
+    f = click.option("--pretrained-lr-scale", default=1.0, show_default=True,
                      type=click.FloatRange(min=0),
                      help="With --init: learning rate of the pretrained layers, relative to "
-                          "--lr (0 = frozen).")(f)
+                          "--lr (1 chosen on dev over 0.5; 0 = frozen).")(f)
     return click.option("--init", type=click.Path(dir_okay=False),
                         help="Start from a language model of `seqtool pretrain`: its tokenizer "
                              "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "

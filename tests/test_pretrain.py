@@ -184,7 +184,8 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     finetune = ["--train", TOY / "sentiment.tsv", "--dev", TOY / "sentiment.tsv", "--init",
                 runs["full"], "--embed-dim", "16", "--hidden-dim", "16", "--epochs", "6",
-                "--max-tokens", "64", "--warmup-steps", "0", "--quiet"]
+                "--max-tokens", "64", "--warmup-steps", "0", "--pretrained-lr-scale", "0.5",
+                "--quiet"]
     run_cli("train", "classify", *finetune, "--out", tmp_path / "c-full.pt")
     run_cli("train", "classify", *finetune, "--out", tmp_path / "c-part.pt", "--max-steps", "3")
     run_cli("train", "classify", *finetune, "--out", tmp_path / "c-part.pt", "--resume")
