@@ -81,6 +81,7 @@ def evaluate_generator(
     labels = loaded.checkpoint.labels
     records = list(read_labeled(data))
     check_labels(records, labels, data)
+    vocabulary, vocabulary_source = reference_vocabulary(wordlist)  # fail before the work
     index = {label: i for i, label in enumerate(labels)}
     ids = loaded.tokenizer.encode_batch([r.text for r in records])
     right = [index[r.label] for r in records]
@@ -116,7 +117,6 @@ def evaluate_generator(
     train_texts = set()
     if train_file:
         train_texts = {r.text.strip().lower() for r in read_labeled(train_file)}
-    vocabulary, vocabulary_source = reference_vocabulary(wordlist)
     judge_model = load(judge, "classify", device)
     unknown = sorted(set(labels) - set(judge_model.checkpoint.labels))
     if unknown:
