@@ -117,7 +117,12 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
 
     path = str(resolve_path(path, "classify"))
     ckpt = Checkpoint.load(path)
-    params = sum(v.numel() for k, v in ckpt.weights.items())
+    params, seen = 0, []
+    for weight in ckpt.weights.values():  # a tied weight is stored twice, counted once
+        if weight.dim() < 2 or not any(w.shape == weight.shape and w.equal(weight)
+                                       for w in seen):
+            params += weight.numel()
+            seen.append(weight)
     try:
         tokenizers = {k: Tokenizer(v).vocab_size for k, v in ckpt.tokenizers.items()}
     except SeqtoolError as e:

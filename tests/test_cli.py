@@ -253,3 +253,14 @@ def test_shipped_models_by_name_and_by_label(tmp_path, toy_generator, toy_classi
     assert json.loads(named.output)["label"] in ("negative", "positive")
     missing = run_cli("translate", "-m", "bible-fr-en", "Dieu", ok=False)
     assert missing.exit_code == 1 and "SEQTOOL_CHECKPOINTS" in missing.output
+
+
+def test_info_counts_a_tied_weight_once(toy_generator):
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.models import build_model
+
+    ckpt = Checkpoint.load(toy_generator)
+    model = build_model("generate", ckpt.model_config)
+    assert model.config.tie_embeddings
+    info = json.loads(run_cli("info", toy_generator, "--format", "json").output)
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
