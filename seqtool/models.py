@@ -513,7 +513,7 @@ class LanguageModelConfig(ConfigMixin):
     hidden_dim: int = 192
     layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.3
+    dropout: float = 0.1  # as `seqtool pretrain`
 
 
 class LanguageModel(nn.Module):

@@ -40,9 +40,11 @@ def resolve_path(path: str | Path | None, task: str) -> Path:
 
 
 def shipped_generator_for(label: str) -> str | None:
-    """The name of the first shipped generator that knows `label` (`generate --label news`
-    needs no -m), or None."""
+    """The name of the first shipped generator other than the default (which the caller has
+    already loaded) that knows `label` (`generate --label news` needs no -m), or None."""
     for name, file in SHIPPED_MODELS["generate"].items():
+        if file == DEFAULT_MODELS["generate"]:
+            continue
         path = checkpoints_folder() / file
         if path.is_file() and label in Checkpoint.load(path).labels:
             return name
