@@ -113,6 +113,14 @@ def errors_option(f):
              "replace = read bad bytes as U+FFFD.")(f)
 
 
+def lexicon_option(f):
+    return click.option(
+        "--lexicon", default="model", show_default=True, metavar="model|none|FILE",
+        help="Words samples may use: model = the words of the model's training text, stored "
+             "in it (no limit for a model that stores none); none = any spelling of pieces; "
+             "FILE = the words of a word list or text.")(f)
+
+
 def device_option(f):
     return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                         show_default=True,
@@ -367,6 +375,8 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
                     {k: opts[k] for k in TRAIN_KEYS if k in opts})
     meta["run"] = fingerprint
+    if language_model is not None and task_name == "generate":
+        meta["lexicon"] = list(language_model.meta.get("lexicon", []))
     try:
         model, task = setup(tok, meta)
     except ValueError as e:  # a model configuration that cannot be built
@@ -740,12 +750,13 @@ def embed(texts, model, input_path, out, fmt, max_length, errors, device):
               help="Longest output in pieces (the prompt not counted).")
 @click.option("--guidance", "-g", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Strengthen the class: contrast with the other classes (0 = off).")
+@lexicon_option
 @click.option("--seed", default=0, show_default=True, help="Random seed; same seed, same text.")
 @format_option(LINE_FORMATS)
 @errors_option
 @device_option
 def generate(model, label, count, prompt, input_path, temperature, top_k, top_p, max_length,
-             guidance, seed, fmt, errors, device):
+             guidance, lexicon, seed, fmt, errors, device):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     \b
@@ -756,7 +767,7 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
       printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
     """
     from seqtool.predict import generate as run
-    from seqtool.predict import load
+    from seqtool.predict import lexicon_for, load
     from seqtool.report import RecordWriter
 
     loaded = load(model, "generate", device)
@@ -766,19 +777,20 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
         other = shipped_generator_for(label)  # `--label news` picks the genre generator
         if other:
             loaded = load(other, "generate", device)
+    words = lexicon_for(loaded, lexicon)
     out = RecordWriter(fmt, text=lambda r: r["text"],
                        tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
     with out:
         if not input_path:
             out.write(run(loaded, label, count, prompt, max_length, temperature, top_k, top_p,
-                          seed, guidance=guidance))
+                          seed, guidance=guidance, lexicon=words))
             return
         from seqtool.data import read_text_chunks
 
         for part in read_text_chunks(None, input_path, 64, errors):
             for line in part:  # a prompt per line; each gets the same seed, so reruns agree
                 out.write(run(loaded, label, count, line, max_length, temperature, top_k,
-                              top_p, seed, guidance=guidance))
+                              top_p, seed, guidance=guidance, lexicon=words))
 
 
 @cli.command()
@@ -907,8 +919,12 @@ def evaluate_classify(model, input_path, fmt, as_json, max_length, device):
               help="Samples per class.")
 @click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature of the samples; 0 = greedy.")
+@click.option("--top-p", default=1.0, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling mass of the samples, as in `seqtool generate`.")
 @click.option("--guidance", "-g", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Class guidance of the samples, as in `seqtool generate`.")
+@lexicon_option
 @click.option("--seed", default=0, show_default=True, help="Random seed of the samples.")
 @click.option("--wordlist", type=click.Path(dir_okay=False),
               help="Text whose words are the real ones, for the non-word rate (default: the "
@@ -916,8 +932,8 @@ def evaluate_classify(model, input_path, fmt, as_json, max_length, device):
 @format_option(REPORT_FORMATS)
 @json_alias
 @device_option
-def evaluate_generate(model, input_path, judge, train_path, samples, temperature, guidance,
-                      seed, wordlist, fmt, as_json, device):
+def evaluate_generate(model, input_path, judge, train_path, samples, temperature, top_p,
+                      guidance, lexicon, seed, wordlist, fmt, as_json, device):
     """Perplexity (right vs wrong class), bits per character, diversity, copying, non-words
     and class consistency.
 
@@ -929,7 +945,7 @@ def evaluate_generate(model, input_path, judge, train_path, samples, temperature
     from seqtool.report import print_generation, print_report
 
     report = evaluate_generator(model, input_path, judge, train_path, samples, temperature,
-                                seed, guidance, device, wordlist)
+                                seed, guidance, device, wordlist, top_p=top_p, lexicon=lexicon)
     print_report(report, report_format(fmt, as_json), print_generation)
 
 

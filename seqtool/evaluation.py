@@ -70,11 +70,11 @@ def evaluate_classifier(
 def evaluate_generator(
     model_path: str | None, data: str, judge: str | None, train_path: str | None,
     samples: int, temperature: float, seed: int, guidance: float = 0.0, device: str = "cpu",
-    wordlist: str | None = None,
+    wordlist: str | None = None, top_p: float = 1.0, lexicon: str = "model",
 ) -> dict[str, Any]:
     import torch
 
-    from seqtool.predict import generate, load, resolve_path, sentence_nll
+    from seqtool.predict import generate, lexicon_for, load, resolve_path, sentence_nll
     from seqtool.tasks import check_labels
 
     loaded = load(model_path, "generate", device)
@@ -82,6 +82,7 @@ def evaluate_generator(
     records = list(read_labeled(data))
     check_labels(records, labels, data)
     vocabulary, vocabulary_source = reference_vocabulary(wordlist)  # fail before the work
+    sampling_lexicon = lexicon_for(loaded, lexicon)
     index = {label: i for i, label in enumerate(labels)}
     ids = loaded.tokenizer.encode_batch([r.text for r in records])
     right = [index[r.label] for r in records]
@@ -124,8 +125,8 @@ def evaluate_generator(
     all_samples, start = [], time.perf_counter()
     generated_tokens = 0
     for label in labels:
-        out = generate(loaded, label, samples, temperature=temperature, seed=seed,
-                       guidance=guidance)
+        out = generate(loaded, label, samples, temperature=temperature, top_p=top_p, seed=seed,
+                       guidance=guidance, lexicon=sampling_lexicon)
         generated_tokens += sum(s["tokens"] for s in out)
         all_samples.extend(out)
     seconds = time.perf_counter() - start
@@ -138,7 +139,10 @@ def evaluate_generator(
     report["samples"] = {
         "per_class": samples,
         "temperature": temperature,
+        "top_p": top_p,
         "guidance": guidance,
+        "lexicon": (f"{lexicon} ({len(sampling_lexicon.words)} words)"
+                    if sampling_lexicon else "none"),
         "distinct_1": distinct_n(tokenized, 1),
         "distinct_2": distinct_n(tokenized, 2),
         **non_word_rates(texts, vocabulary),

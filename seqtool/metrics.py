@@ -57,19 +57,22 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+CLITICS = ("s", "t", "d", "ll", "re", "ve", "m")
+
+
+def is_known(word: str, vocabulary: set[str]) -> bool:
+    """A word of the vocabulary; a word with an apostrophe also when its parts are known words
+    or clitics (didn't, film's)."""
+    return word in vocabulary or ("'" in word and all(
+        part in vocabulary or part in CLITICS for part in word.split("'")))
+
+
 def non_word_rates(texts: Sequence[str], vocabulary: set[str]) -> dict[str, float]:
     """How often generated text leaves a reference vocabulary: the share of words found in no
-    reference ("cudly", "refreshs") and the share of texts holding at least one. A word with
-    an apostrophe also counts as known when its parts are known (didn't, film's)."""
-
-    def known(word: str) -> bool:
-        return word in vocabulary or ("'" in word and all(
-            part in vocabulary or part in ("s", "t", "d", "ll", "re", "ve", "m")
-            for part in word.split("'")))
-
+    reference ("cudly", "refreshs") and the share of texts holding at least one (`is_known`)."""
     unknown_words = total_words = texts_with_unknown = 0
     for text in texts:
-        found = [known(w) for w in words(text)]
+        found = [is_known(w, vocabulary) for w in words(text)]
         total_words += len(found)
         unknown_words += found.count(False)
         texts_with_unknown += not all(found)

@@ -16,6 +16,7 @@ from torch import nn
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
+from seqtool.lexicon import Lexicon
 from seqtool.models import build_model
 from seqtool.search import Hypothesis, beam_search, greedy, sample
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
@@ -204,9 +205,10 @@ def corpus_perplexity(model, labels, ids) -> float:
 def generate(
     loaded: Loaded, label: str, n: int, prompt: str = "", max_tokens: int = 60,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-    batch_size: int = 256, guidance: float = 0.0,
+    batch_size: int = 256, guidance: float = 0.0, lexicon: Lexicon | None = None,
 ) -> list[dict[str, Any]]:
-    """N samples for a class, generated in parallel batches; deterministic for a seed."""
+    """N samples for a class, generated in parallel batches; deterministic for a seed. With a
+    `lexicon` (`lexicon_for`) every word of a sample is one of its words."""
     labels = loaded.checkpoint.labels
     if label not in labels:
         raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(labels)})")
@@ -219,11 +221,25 @@ def generate(
             count = min(batch_size, n - start)
             ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
             for h in sample(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
-                            top_p, generator, guidance):
+                            top_p, generator, guidance, lexicon):
                 text = loaded.tokenizer.decode(prompt_ids + h.tokens)
                 results.append({"label": label, "text": text, "tokens": len(h.tokens),
                                 "logprob": round(h.score, 4)})
     return results
+
+
+def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:
+    """The words samples may use (`generate --lexicon`): "model" = those stored in the
+    checkpoint, the words of its training text (older checkpoints store none: no limit);
+    "none" = no limit; else a file of words (a word list or any text)."""
+    from seqtool.lexicon import Lexicon, resolve_lexicon
+
+    stored = loaded.checkpoint.meta.get("lexicon")
+    if stored is not None and not (isinstance(stored, list)
+                                   and all(isinstance(w, str) for w in stored)):
+        raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words")
+    words = resolve_lexicon(option, stored)
+    return Lexicon(words, loaded.tokenizer) if words is not None else None
 
 
 # ----------------------------------------------------------------------------- S3

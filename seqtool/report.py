@@ -88,7 +88,9 @@ def print_generation(report: dict[str, Any]) -> None:
     s = report["samples"]
     copied = (f"n/a ({s.get('copied_note', 'no training file')})"
               if s["copied_from_train"] is None else f"{s['copied_from_train']:.3f}")
-    console.print(f"{s['per_class']} samples per class at temperature {s['temperature']}: "
+    console.print(f"{s['per_class']} samples per class at temperature {s['temperature']}, "
+                  f"top-p {s['top_p']}, guidance {s['guidance']}, lexicon "
+                  f"{escape(s['lexicon'])}: "
                   f"class consistency [bold]{s['class_consistency']:.3f}[/], "
                   f"distinct-1 {s['distinct_1']:.3f}, distinct-2 {s['distinct_2']:.3f}, "
                   f"copied {copied}, {s['generated_tokens_per_s']:.0f} tokens/s")
@@ -136,6 +138,9 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
         "tokenizers": tokenizers,
         "resumable": ckpt.train_state is not None,
         **ckpt.meta,
+        # The words samples may use: thousands; their count says enough.
+        **({"lexicon": f"{len(ckpt.meta['lexicon'])} words"}
+           if isinstance(ckpt.meta.get("lexicon"), list) else {}),
     }
 
 

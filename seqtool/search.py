@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from seqtool.lexicon import Lexicon
 from seqtool.models import Generator, Translator, select_state
 from seqtool.tokenizer import END, PAD, START
 
@@ -223,6 +224,7 @@ def sample(
     model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
     generator: torch.Generator | None = None, guidance: float = 0.0,
+    lexicon: Lexicon | None = None,
 ) -> list[Hypothesis]:
     """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
 
@@ -231,6 +233,9 @@ def sample(
     classifier-free guidance (Sanchez et al., 2023) with the other classes as the contrast:
     it sharpens what is specific to the requested class. The returned score is the
     log-probability of the sampled tokens (after the prompt) under the model itself.
+
+    With a `lexicon` each row samples only among the pieces that keep its words inside it
+    (`Lexicon.allowed`); a row with no allowed piece samples freely.
     """
     n = labels.size(0)
     device = labels.device
@@ -245,6 +250,8 @@ def sample(
     tokens = []
     scores = torch.zeros(n, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
+    if lexicon is not None:
+        tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
     for _ in range(max_tokens):
         logp_all = torch.log_softmax(logits, dim=-1).view(blocks, n, -1)
         logp = logp_all[0].clone()
@@ -253,6 +260,10 @@ def sample(
         steer = logp
         if guided:
             steer = logp + guidance * (logp - logp_all[1:].mean(0))
+        if lexicon is not None:
+            allowed = torch.stack([lexicon.allowed(t) for t in tails]).to(device)
+            allowed |= ~allowed.any(-1, keepdim=True)
+            steer = steer.masked_fill(~allowed, float("-inf"))
         if temperature <= 0:
             choice = steer.argmax(-1)
         else:
@@ -263,6 +274,8 @@ def sample(
         done |= choice == END
         if bool(done.all()):
             break
+        if lexicon is not None:
+            tails = [lexicon.advance(t, c) for t, c in zip(tails, choice.tolist(), strict=True)]
         feed = choice.masked_fill(done, START).repeat(blocks)[:, None]
         step_logits, state = model(all_labels, feed, state=state)
         logits = step_logits[:, -1].float()

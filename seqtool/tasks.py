@@ -17,6 +17,7 @@ from torch import nn
 from seqtool.checkpoint import Checkpoint
 from seqtool.data import LabeledText, TextPair
 from seqtool.errors import SeqtoolError, warn_once
+from seqtool.lexicon import words_of
 from seqtool.models import (
     Classifier,
     ClassifierConfig,
@@ -212,6 +213,9 @@ def setup_generate(
 
     data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed,
                                max_length=max_length, drop_long=True)
+    # The words samples may use (`generate --lexicon model`): those of the training text and
+    # of a language model it starts from (put in meta by `--init`).
+    meta["lexicon"] = sorted(words_of(r.text for r in train) | set(meta.get("lexicon", [])))
     torch.manual_seed(seed)
     model = Generator(GeneratorConfig(data.tokenizer.vocab_size, len(data.labels),
                                       **model_options))
@@ -315,6 +319,7 @@ def setup_pretrain(
     ids = [s for s in ids if len(s) <= max_length]
     report_long(len(ids), len(train), max_length, "dropped")
     dev_ids = tokenizer.encode_batch(dev)  # whole lines: bits per character cover them all
+    meta = {**meta, "lexicon": sorted(words_of(train))}  # handed on to generators (--init)
     torch.manual_seed(seed)
     model = LanguageModel(LanguageModelConfig(tokenizer.vocab_size, **model_options))
 
