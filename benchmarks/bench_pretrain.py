@@ -1,18 +1,31 @@
-"""Pretraining benchmark (S1): a single GRU classifier from scratch against the same GRU
-finetuned from `seqtool pretrain`'s language model, in one run, on movie-snippets.
+"""Pretraining benchmark: from scratch against pretrained-then-finetuned, in one run, on
+movie-snippets, for S1 (classify) and S2 (generate), with the cost of pretraining.
 
-Both use the shipped classifier's settings with --ensemble 1 (lower-cased vocabulary of
-8,000, EMA 0.99, dropout 0.3, patience 4, at most 12 epochs), one thread per training. The
-finetuning rate of the pretrained layers (--pretrained-lr-scale) is chosen on dev with the
-first seed; test is read once per trained model, after every choice is made. The cost of
-pretraining is the language model's own training time, read from its checkpoint.
+S1: a single GRU classifier with the shipped classifier's settings and --ensemble 1 (lower-cased
+vocabulary of 8,000, EMA 0.99, dropout 0.3, patience 4, at most 12 epochs), from scratch and
+finetuned from the GRU language model (`--lm`), over several seeds.
 
-    python benchmarks/bench_pretrain.py --lm LM.pt [--seeds 1 2 3] [--scales 0.5 1.0] [--jobs 2]
+S2: the shipped generator's command from scratch (its own 4,000-piece vocabulary), and the same
+command finetuned from the LSTM language model (`--lm-lstm`, its tokenizer), each given the same
+minutes (`--s2-minutes`). Perplexities per piece differ by tokenizer, so the comparison is bits
+per character, non-words (with and without the lexicon), class consistency (judged by the
+shipped classifier), distinct-2 and copies; every number on dev first, then test once.
 
-LM.pt comes from (30 minutes on one thread, the run recorded in results/pretrain.md):
-    seqtool pretrain --train corpora/pretraining/train.txt --dev corpora/pretraining/dev.txt \
-      --out LM.pt --lowercase --max-length 64 --eval-every 400 --max-minutes 30 --epochs 4 \
-      --seed 1
+One thread per training, `--jobs` at once. The finetuning rate of the pretrained layers
+(--pretrained-lr-scale) is chosen on dev with the first seed when several `--scales` are given;
+test is read once per trained model, after every choice is made. The cost of pretraining is the
+language models' own training time, read from their checkpoints.
+
+    python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
+        [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2]
+
+The language models (commands as recorded in results/pretrain.md):
+    P=corpora/pretraining
+    seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out LM-GRU.pt --lowercase \
+      --max-length 64 --eval-every 400 --max-minutes 70 --epochs 6 --seed 1
+    seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out LM-LSTM.pt --lowercase \
+      --max-length 64 --eval-every 400 --max-minutes 60 --epochs 6 --seed 1 --rnn lstm \
+      --unidirectional --embed-dim 256 --hidden-dim 512
 """
 
 from __future__ import annotations
@@ -31,6 +44,8 @@ from pathlib import Path
 from common import ROOT, record, table
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
+GENERATOR_SETTINGS = ["--max-tokens", "1024", "--epochs", "40", "--patience", "3",
+                      "--class-every-step", "--class-bias", "--half-checkpoint", "--seed", "1"]
 SHIPPED_SETTINGS = ["--lowercase", "--ema", "0.99", "--vocab-size", "8000", "--dropout", "0.3",
                     "--patience", "4", "--epochs", "12", "--ensemble", "1"]
 
@@ -52,6 +67,42 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
             "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
 
 
+def train_generator(name: str, workdir: Path, minutes: float, extra: list[str]) -> dict:
+    """Train one sentiment generator on one thread for at most `minutes`."""
+    from seqtool.checkpoint import Checkpoint
+
+    out = workdir / f"{name}.pt"
+    args = ["train", "generate", "--train", str(DATA / "train.tsv"), "--dev",
+            str(DATA / "dev.tsv"), "--out", str(out), "--lowercase", "--max-minutes",
+            str(minutes), "-q", *GENERATOR_SETTINGS, *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT, env=env)
+    meta = Checkpoint.load(out).meta
+    return {"name": name, "path": str(out), "dev_perplexity": meta["best_perplexity"],
+            "epochs": meta["history"][-1]["epoch"] if meta.get("history") else None,
+            "seconds": round(time.perf_counter() - start, 1),
+            "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
+
+
+def evaluate_generator(path: str, split: str, lexicon: str, guidance: str = "1") -> dict:
+    """`seqtool evaluate generate` with the default sampling settings (200 per class)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    report = subprocess.run(
+        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", path, "-i",
+         str(DATA / f"{split}.tsv"), "--train", str(DATA / "train.tsv"), "--lexicon", lexicon,
+         "--guidance", guidance, "--format", "json"],
+        check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    r = json.loads(report)
+    s = r["samples"]
+    return {"split": split, "lexicon": lexicon, "guidance": float(guidance),
+            "bits_per_character": r["bits_per_character"],
+            "class_consistency": s["class_consistency"], "distinct_2": s["distinct_2"],
+            "copied": s["copied_from_train"], "non_word_rate": s["non_word_rate"],
+            "sentences_with_non_word": s["sentences_with_non_word"],
+            "examples": s["examples"]}
+
+
 def test_accuracy(path: str) -> float:
     report = subprocess.run(
         [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", path, "-i",
@@ -60,20 +111,74 @@ def test_accuracy(path: str) -> float:
     return json.loads(report)["accuracy"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lm", required=True, help="language model of `seqtool pretrain`")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--scales", nargs="+", default=["0.5", "1.0"])
-    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
-    args = parser.parse_args()
+def s1_rows(runs: list[dict], scale: str) -> tuple[list[list], dict]:
+    rows, summary = [], {}
+    for label, name in (("from scratch", "scratch"), ("pretrained, finetuned", f"init-{scale}")):
+        chosen = [r for r in runs if r["name"] == name]
+        test = [r["test_accuracy"] for r in chosen]
+        dev = [r["dev_accuracy"] for r in chosen]
+        summary[name] = {"dev_mean": statistics.mean(dev), "test_mean": statistics.mean(test),
+                         "test_sd": statistics.stdev(test) if len(test) > 1 else 0.0}
+        rows.append([label, len(chosen), round(statistics.mean(dev), 4),
+                     f"{statistics.mean(test):.4f} ± {summary[name]['test_sd']:.4f}",
+                     round(statistics.mean(r["seconds"] for r in chosen))])
+    return rows, summary
+
+
+def s2_rows(generators: list[dict]) -> list[list]:
+    rows = []
+    for g in generators:
+        for e in g["evaluations"]:
+            rows.append([g["label"], e["split"], e["lexicon"], e["guidance"],
+                         round(e["bits_per_character"], 3), f"{e['non_word_rate']:.2%}",
+                         f"{e['sentences_with_non_word']:.1%}", round(e["class_consistency"], 3),
+                         round(e["distinct_2"], 3), f"{e['copied']:.1%}"])
+    return rows
+
+
+def language_model_line(path: str) -> tuple[str, dict]:
     from seqtool.checkpoint import Checkpoint
 
-    lm = Checkpoint.load(args.lm)
-    lm_history = lm.meta.get("history", [])
+    lm = Checkpoint.load(path)
+    history = lm.meta.get("history", [])
+    last = min((h for h in history if "perplexity" in h), key=lambda h: h["perplexity"],
+               default={})
+    seconds = lm.meta.get("train_seconds") or lm.meta.get("seconds") or 0
+    info = {"command": lm.meta.get("command"), "steps": lm.meta.get("steps"),
+            "seconds": seconds, "config": lm.model_config, "best_eval": last}
+    line = (f"{lm.model_config['rnn'].upper()} language model: {lm.meta.get('steps')} steps, "
+            f"{seconds / 60:.1f} minutes of training on one thread; {lm.model_config}; best dev "
+            f"perplexity {last.get('perplexity', float('nan')):.1f}, "
+            f"{last.get('bits_per_character', float('nan')):.3f} bits per character (forward). "
+            f"Command: `{lm.meta.get('command')}`")
+    return line, info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lm", required=True, help="GRU language model of `seqtool pretrain`")
+    parser.add_argument("--lm-lstm", help="LSTM language model for S2 (none: S1 only)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--scales", nargs="+", default=["0.5", "1.0"])
+    parser.add_argument("--s2-minutes", type=float, default=25.0,
+                        help="training minutes of each S2 generator")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
+    parser.add_argument("--keep", help="folder to keep the trained models in (default: none)")
+    args = parser.parse_args()
+
     init = ["--init", str(Path(args.lm).resolve())]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        # S2 trains longest: start it first, so the S1 runs fill the other thread.
+        generator_jobs = []
+        if args.lm_lstm:
+            lstm_init = ["--init", str(Path(args.lm_lstm).resolve())]
+            generator_jobs = [
+                pool.submit(train_generator, "generator-scratch", work, args.s2_minutes,
+                            ["--vocab-size", "4000"]),
+                pool.submit(train_generator, "generator-finetuned", work, args.s2_minutes,
+                            lstm_init)]
         first = args.seeds[0]
         # Dev-only choice of the finetuning rate, with the first seed.
         choice_runs = list(pool.map(
@@ -87,35 +192,40 @@ def main() -> None:
         runs = [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs)]
         for run in runs:  # test, once per model, after all choices
             run["test_accuracy"] = test_accuracy(run["path"])
-    rows, summary = [], {}
-    for label, name in (("from scratch", "scratch"), ("pretrained, finetuned", f"init-{scale}")):
-        chosen = [r for r in runs if r["name"] == name]
-        test = [r["test_accuracy"] for r in chosen]
-        dev = [r["dev_accuracy"] for r in chosen]
-        summary[name] = {"dev_mean": statistics.mean(dev), "test_mean": statistics.mean(test),
-                         "test_sd": statistics.stdev(test) if len(test) > 1 else 0.0}
-        rows.append([label, len(chosen), round(statistics.mean(dev), 4),
-                     f"{statistics.mean(test):.4f} ± {summary[name]['test_sd']:.4f}",
-                     round(statistics.mean(r["seconds"] for r in chosen))])
+        generators = [job.result() for job in generator_jobs]
+        settings = [("dev", "model", "1"), ("dev", "none", "1"), ("test", "model", "1"),
+                    ("test", "none", "1"), ("test", "model", "0")]
+        for g, label in zip(generators, ("from scratch", "pretrained, finetuned")):
+            g["label"] = label
+            g["evaluations"] = list(pool.map(lambda e, g=g: evaluate_generator(g["path"], *e),
+                                             settings))
+
+    rows, summary = s1_rows(runs, scale)
     markdown = table(["single GRU (S1)", "seeds", "dev accuracy", "test accuracy",
                       "training s"], rows)
-    lm_seconds = lm.meta.get("train_seconds") or lm.meta.get("seconds")
-    last = lm_history[-1] if lm_history else {}
     markdown += (
         "\n\nFinetuning rate of the pretrained layers chosen on dev (seed "
         f"{first}): " + ", ".join(f"scale {r['name'].removeprefix('init-')}: dev "
                                    f"{r['dev_accuracy']:.4f}" for r in choice_runs)
-        + f" -> {scale}.\n\nPretraining cost: {lm.meta.get('steps')} steps, "
-        f"{(lm_seconds or 0) / 60:.1f} minutes of training on one thread; language model "
-        f"{lm.model_config}; dev perplexity {last.get('perplexity', float('nan')):.1f}, "
-        f"{last.get('bits_per_character', float('nan')):.3f} bits per character (forward).\n\n"
-        f"Language model command: `{lm.meta.get('command')}`\n\n"
-        "Commands: " + "; ".join(f"`{r['command']}`" for r in runs[:1] + runs[-1:]))
-    record("pretrain", {"runs": runs, "summary": summary, "chosen_scale": scale,
-                        "language_model": {"command": lm.meta.get("command"),
-                                           "steps": lm.meta.get("steps"),
-                                           "seconds": lm_seconds, "last_eval": last}},
-           markdown)
+        + f" -> {scale}.\n\nCommands: "
+        + "; ".join(f"`{r['command']}`" for r in runs[:1] + runs[-1:]))
+    lm_line, lm_info = language_model_line(args.lm)
+    results = {"runs": runs, "summary": summary, "chosen_scale": scale,
+               "language_model": lm_info}
+    if generators:
+        markdown += "\n\n" + table(
+            ["generator (S2)", "split", "lexicon", "guidance", "bits/char", "non-words",
+             "samples with one", "consistency", "distinct-2", "copied"], s2_rows(generators))
+        markdown += "\n\n" + "\n".join(
+            f"- {g['label']}: best dev perplexity {g['dev_perplexity']:.1f} (per piece of its "
+            f"own vocabulary) after {g['epochs']} epochs in {g['seconds'] / 60:.1f} minutes; "
+            f"`{g['command']}`" for g in generators)
+        lstm_line, lstm_info = language_model_line(args.lm_lstm)
+        results.update(generators=generators, language_model_lstm=lstm_info)
+        lm_line += "\n\n" + lstm_line
+    markdown += "\n\nPretraining cost (each model trained once, for every task after it): " \
+        + lm_line
+    record("pretrain", results, markdown)
 
 
 if __name__ == "__main__":

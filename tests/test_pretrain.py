@@ -193,3 +193,26 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path):
     assert all(torch.equal(full.weights[k], part.weights[k]) for k in full.weights)
     groups = full.train_state["optimizer"]["param_groups"]
     assert [g["initial_lr"] for g in groups] == [0.002, 0.001]  # fresh, pretrained (x 0.5)
+
+
+def test_generators_inherit_the_language_models_words(tmp_path):
+    """The lexicon of a generator finetuned from a language model (`generate --lexicon
+    model`) is the words of both training texts, so pretraining widens what it may write."""
+    from seqtool.lexicon import words_of
+
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\nzebras graze in the sun.\n"
+                    "a dog and a fox are friends.\n" * 3)
+    lm_path = tmp_path / "lm.pt"
+    run_cli("pretrain", "--train", text, "--dev", text, "--out", lm_path, *TINY_PRETRAIN,
+            "--epochs", "2", "--rnn", "lstm", "--unidirectional")
+    lm_words = words_of(text.read_text().splitlines())
+    assert Checkpoint.load(lm_path).meta["lexicon"] == sorted(lm_words)
+    out = tmp_path / "generator.pt"
+    run_cli("train", "generate", "--train", TOY / "sentiment.tsv", "--dev",
+            TOY / "sentiment.tsv", "--out", out, "--init", lm_path, "--embed-dim", "16",
+            "--hidden-dim", "16", "--epochs", "1", "--max-tokens", "64", "--quiet")
+    own = words_of(line.split("\t")[1] for line in
+                   (TOY / "sentiment.tsv").read_text().splitlines())
+    assert own - lm_words and lm_words - own  # the union is wider than either
+    assert Checkpoint.load(out).meta["lexicon"] == sorted(own | lm_words)
