@@ -139,3 +139,10 @@ def test_masks_are_built_once_per_tail(tokenizer):
     tail = random.Random(0).choice(sorted(lex.prefixes))
     assert lex.allowed(tail) is lex.allowed(tail)
     assert lex.allowed(tail).dtype == torch.bool
+
+
+def test_info_counts_the_lexicon_rather_than_printing_it(toy_generator):
+    import json
+
+    summary = json.loads(run_cli("info", toy_generator, "--format", "json").output)
+    assert summary["lexicon"] == f"{len(words_of(TEXTS))} words"
