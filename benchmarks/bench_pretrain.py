@@ -9,7 +9,9 @@ S2: the shipped generator's command from scratch (its own 4,000-piece vocabulary
 command finetuned from the LSTM language model (`--lm-lstm`, its tokenizer), each given the same
 minutes (`--s2-minutes`). Perplexities per piece differ by tokenizer, so the comparison is bits
 per character, non-words (with and without the lexicon), class consistency (judged by the
-shipped classifier), distinct-2 and copies; every number on dev first, then test once.
+shipped classifier), distinct-2 and copies. Bits per character are read on dev, then on
+test once; the samples (200 per class, default settings) do not depend on the split, so their
+columns repeat.
 
 One thread per training, `--jobs` at once. The finetuning rate of the pretrained layers
 (--pretrained-lr-scale) is chosen on dev with the first seed when several `--scales` are given;
