@@ -34,9 +34,12 @@ def read_lexicon(path: str | Path) -> set[str]:
     """The words of a file: a word list (one per line) or any text."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return words_of(f)
+            found = words_of(f)
     except OSError as e:
         raise SeqtoolError(f"cannot read: {e.strerror or e}", str(path)) from None
+    if not found:
+        raise SeqtoolError("no word in this lexicon file", str(path))
+    return found
 
 
 class Lexicon:

@@ -232,7 +232,7 @@ def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:
     """The words samples may use (`generate --lexicon`): "model" = those stored in the
     checkpoint, the words of its training text (older checkpoints store none: no limit);
     "none" = no limit; else a file of words (a word list or any text)."""
-    from seqtool.lexicon import Lexicon, resolve_lexicon
+    from seqtool.lexicon import resolve_lexicon
 
     stored = loaded.checkpoint.meta.get("lexicon")
     if stored is not None and not (isinstance(stored, list)
