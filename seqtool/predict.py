@@ -86,6 +86,10 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
     except SeqtoolError as e:
         raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", str(path)) from None
     _check_sizes(model.config, ckpt.labels, src, tgt, str(path))
+    stored = ckpt.meta.get("lexicon")
+    if stored is not None and not (isinstance(stored, list)
+                                   and all(isinstance(w, str) for w in stored)):
+        raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
     model.to(resolve_device(device)).eval()
     return Loaded(ckpt, model, src, tgt)
 
@@ -234,11 +238,7 @@ def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:
     "none" = no limit; else a file of words (a word list or any text)."""
     from seqtool.lexicon import resolve_lexicon
 
-    stored = loaded.checkpoint.meta.get("lexicon")
-    if stored is not None and not (isinstance(stored, list)
-                                   and all(isinstance(w, str) for w in stored)):
-        raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words")
-    words = resolve_lexicon(option, stored)
+    words = resolve_lexicon(option, loaded.checkpoint.meta.get("lexicon"))  # checked by load
     return Lexicon(words, loaded.tokenizer) if words is not None else None
 
 
