@@ -322,11 +322,14 @@ def training_options(f):
 
 TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warmup_steps",
               "schedule", "clip_norm", "eval_every", "patience", "max_steps", "max_minutes",
-              "half_checkpoint", "ema", "quiet", "pretrained_lr_scale")
+              "half_checkpoint", "ema", "quiet", "pretrained_lr_scale", "gradual_unfreezing")
 
 
 def init_options(f):
     """Finetuning from `seqtool pretrain`'s language model (S1 and S2)."""
+    f = click.option("--gradual-unfreezing", is_flag=True,
+                     help="With --init: the new layers learn alone in the first epoch, then "
+                          "one pretrained layer joins each epoch from the top (ULMFiT).")(f)
     f = click.option("--pretrained-lr-scale", default=1.0, show_default=True,
                      type=click.FloatRange(min=0),
                      help="With --init: learning rate of the pretrained layers, relative to "
@@ -375,17 +378,18 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     meta = run_meta("seqtool " + " ".join(sys.argv[1:]), config.seed,
                     {k: opts[k] for k in TRAIN_KEYS if k in opts})
     meta["run"] = fingerprint
-    if language_model is not None and task_name == "generate":
+    if language_model is not None and task_name in ("generate", "pretrain"):
         meta["lexicon"] = list(language_model.meta.get("lexicon", []))
     try:
         model, task = setup(tok, meta)
     except ValueError as e:  # a model configuration that cannot be built
         raise SeqtoolError(f"model: {e}") from None
-    pretrained: set[str] = set()
+    pretrained: dict[str, int] = {}
     if language_model is not None:
-        from seqtool.pretrained import init_from_language_model
+        from seqtool.pretrained import init_from_language_model, thaw_epochs
 
-        pretrained = init_from_language_model(model, language_model, opts["init"])
+        pretrained = thaw_epochs(init_from_language_model(model, language_model, opts["init"]),
+                                 bool(opts.get("gradual_unfreezing")))
     trainer = Trainer(model, task, config, out, pretrained)
     if resumed is not None:
         trainer.resume(resumed, last_path(out))
@@ -595,6 +599,9 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
               help="Dropout rate.")
 @click.option("--max-length", default=128, show_default=True, type=click.IntRange(min=1),
               help="Drop training lines longer than this many pieces (warns once).")
+@click.option("--init", type=click.Path(dir_okay=False),
+              help="Go on from this language model (its tokenizer, sizes and weights) on new "
+                   "text, e.g. a task's own training text before finetuning (ULMFiT).")
 def pretrain(train_path, dev_path, **opts):
     """Pretrain a recurrent language model on unlabelled text, for `train classify|generate
     --init`: its checkpoint holds the tokenizer, the embeddings and the recurrent layers.
@@ -607,14 +614,20 @@ def pretrain(train_path, dev_path, **opts):
         --out sentiment.pt
       seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out lm-lstm.pt --rnn lstm \\
         --unidirectional --embed-dim 256 --hidden-dim 512
+      cut -f2 $S/train.tsv > snippets.txt; cut -f2 $S/dev.tsv > snippets-dev.txt
+      seqtool pretrain --init lm-gru.pt --train snippets.txt --dev snippets-dev.txt \\
+        --out lm-gru-snippets.pt --epochs 3
     """
     from seqtool.data import iter_lines
+    from seqtool.pretrained import ARCHITECTURE, load_language_model
     from seqtool.tasks import setup_pretrain
 
-    model_opts = {k: opts.pop(k) for k in ("rnn", "embed_dim", "hidden_dim", "layers",
-                                            "bidirectional", "dropout")}
+    model_opts = {k: opts.pop(k) for k in (*ARCHITECTURE, "dropout")}
+    if opts["init"]:  # its sizes, whatever the flags say
+        model_opts.update({k: load_language_model(opts["init"]).model_config[k]
+                           for k in ARCHITECTURE})
     max_length = opts.pop("max_length")
-    refuse_overwriting_data(opts, *train_path, dev_path)
+    refuse_overwriting_data(opts, *train_path, dev_path, opts["init"])
     train_texts = [line for path in train_path for _, line in iter_lines(path)]
     dev_texts = [line for _, line in iter_lines(dev_path)]
     run_training("pretrain", opts, lambda tok, meta: setup_pretrain(

@@ -1,4 +1,5 @@
-"""Finetuning from a pretrained language model (`train classify|generate --init LM.pt`).
+"""Finetuning from a pretrained language model (`train classify|generate --init LM.pt`), and
+adapting one to a task's own text first (`pretrain --init LM.pt`, ULMFiT's second stage).
 
 The language model of `seqtool pretrain` names its parts as the task models do (`embedding`,
 `rnn`), so finetuning copies them by name: into every member of a classifier ensemble, or into
@@ -10,6 +11,7 @@ discriminative rates do (on movie-snippets' dev the full rate did best).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -17,9 +19,12 @@ from torch import nn
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.models import Classifier, Generator
+from seqtool.models import Classifier, Generator, LanguageModel
 
 RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}
+ARCHITECTURE = ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional")
+# Pretrained layer groups from the output down, the order gradual unfreezing thaws them in.
+LAYERS_FROM_TOP = (("bottleneck.", "output."), ("rnn.",), ("embedding.",))
 
 
 def load_language_model(path: str | Path) -> Checkpoint:
@@ -34,6 +39,8 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
     """Copy the language model's embedding and recurrent weights into `model`; returns the
     names of the parameters it set. Any difference of shape is one error line."""
     name = str(path)
+    if isinstance(model, LanguageModel):
+        return continue_language_model(model, lm, name)
     wanted = RNN_OF_TASK.get(type(model))
     if wanted is None:
         raise SeqtoolError("--init works for train classify and train generate", name)
@@ -85,3 +92,26 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
             # y_h(0) = tanh(W_i x) starts at 0, the state the language model started from.
             model.initial.weight.zero_()
     return copied
+
+
+def continue_language_model(model: LanguageModel, lm: Checkpoint, name: str) -> set[str]:
+    """All of the language model's weights, for a model built with its architecture
+    (`pretrain --init` takes ARCHITECTURE from the checkpoint, so only a damaged file differs)."""
+    try:
+        model.load_state_dict({k: v.float() for k, v in lm.weights.items()})
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise SeqtoolError(f"--init: the language model does not fit: {first}", name) from None
+    return {n for n, _ in model.named_parameters()}
+
+
+def thaw_epochs(pretrained: Collection[str], gradual: bool) -> dict[str, int]:
+    """The first epoch (from 0) in which each pretrained parameter learns. Gradual unfreezing
+    (ULMFiT): the new layers learn alone in epoch 0, then one pretrained layer group joins
+    each epoch, from the top; otherwise all learn from the start."""
+    def level(name: str) -> int:
+        local = name.split(".", 2)[2] if name.startswith("members.") else name
+        return next(i for i, group in enumerate(LAYERS_FROM_TOP) if local.startswith(group))
+
+    present = sorted({level(n) for n in pretrained})
+    return {n: present.index(level(n)) + 1 if gradual else 0 for n in pretrained}

@@ -319,7 +319,8 @@ def setup_pretrain(
     ids = [s for s in ids if len(s) <= max_length]
     report_long(len(ids), len(train), max_length, "dropped")
     dev_ids = tokenizer.encode_batch(dev)  # whole lines: bits per character cover them all
-    meta = {**meta, "lexicon": sorted(words_of(train))}  # handed on to generators (--init)
+    # Handed on to generators (--init), with the words of the model it goes on from.
+    meta = {**meta, "lexicon": sorted(words_of(train) | set(meta.get("lexicon", [])))}
     torch.manual_seed(seed)
     model = LanguageModel(LanguageModelConfig(tokenizer.vocab_size, **model_options))
 

@@ -29,7 +29,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     quiet: bool = False
     pretrained_lr_scale: float = 1.0  # learning rate of --init's parameters, relative to lr
+    gradual_unfreezing: bool = False  # recorded here; the thaw epochs come with `pretrained`
 
 
 @dataclass
@@ -239,7 +240,9 @@ def threading_main() -> bool:
 
 class Trainer:
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig, out: Path,
-                 pretrained: Collection[str] = ()):
+                 pretrained: Mapping[str, int] | Collection[str] = ()):
+        """`pretrained`: names of the parameters set by --init, or a map from each to the
+        first epoch in which it learns (gradual unfreezing; 0 = from the start)."""
         self.model, self.task, self.config, self.out = model, task, config, Path(out)
         self.rank, self.world = distributed()
         self.device = resolve_device(config.device)
@@ -260,6 +263,9 @@ class Trainer:
             groups.append({"params": [p for n, p in named if n in pretrained],
                            "lr": config.lr * config.pretrained_lr_scale})
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        # Frozen until their epoch: no gradient, so Adam leaves them and their moments alone.
+        thaw = pretrained if isinstance(pretrained, Mapping) else {}
+        self.thawing = [(p, thaw[n]) for n, p in named if thaw.get(n, 0) > 0]
         self.plateau_factor = 1.0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
@@ -404,6 +410,9 @@ class Trainer:
         # DDP averages gradients over processes; scaling by world makes that average the
         # gradient of the global summed loss over the global units.
         (loss_sum * (weight * self.world / total_units)).backward()
+        for param, epoch in self.thawing:
+            if self.epoch < epoch:
+                param.grad = None
         if self.config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
         self.optimizer.step()

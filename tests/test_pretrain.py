@@ -216,3 +216,96 @@ def test_generators_inherit_the_language_models_words(tmp_path):
                    (TOY / "sentiment.tsv").read_text().splitlines())
     assert own - lm_words and lm_words - own  # the union is wider than either
     assert Checkpoint.load(out).meta["lexicon"] == sorted(own | lm_words)
+
+
+def test_continuing_a_language_model_starts_from_all_its_weights():
+    lm = small_language_model(seed=1)
+    other = small_language_model(seed=2)
+    copied = init_from_language_model(other, language_model_checkpoint(lm), "lm.pt")
+    assert copied == {name for name, _ in other.named_parameters()}
+    assert all(torch.equal(a, b) for a, b in zip(lm.state_dict().values(),
+                                                 other.state_dict().values()))
+    damaged = language_model_checkpoint(lm)
+    damaged.weights.pop("bottleneck.bias")
+    with pytest.raises(SeqtoolError, match="does not fit") as error:
+        init_from_language_model(small_language_model(), damaged, "lm.pt")
+    assert "\n" not in str(error.value)
+
+
+def test_pretrain_init_goes_on_from_the_language_model(tmp_path):
+    """`pretrain --init` (ULMFiT's second stage) keeps the language model's tokenizer and sizes
+    whatever the size flags say, starts from its weights (a zero learning rate keeps them)
+    and knows the words of both texts."""
+    from seqtool.lexicon import words_of
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("the quick brown fox jumps over the lazy dog.\n" * 4)
+    second.write_text("zebras graze in the sun.\nthe dog sleeps.\n" * 4)
+    lm_path, adapted = tmp_path / "lm.pt", tmp_path / "adapted.pt"
+    run_cli("pretrain", "--train", first, "--dev", first, "--out", lm_path, *TINY_PRETRAIN,
+            "--epochs", "2")
+    run_cli("pretrain", "--init", lm_path, "--train", second, "--dev", second, "--out", adapted,
+            *TINY_PRETRAIN, "--epochs", "1", "--hidden-dim", "9", "--unidirectional")
+    lm, new = Checkpoint.load(lm_path), Checkpoint.load(adapted)
+    assert new.model_config == lm.model_config and new.tokenizers == lm.tokenizers
+    assert not torch.equal(new.weights["rnn.weight_hh_l0"], lm.weights["rnn.weight_hh_l0"])
+    assert new.meta["lexicon"] == sorted(words_of([first.read_text(), second.read_text()]))
+    frozen = tmp_path / "frozen.pt"
+    run_cli("pretrain", "--init", lm_path, "--train", second, "--dev", second, "--out", frozen,
+            *TINY_PRETRAIN, "--epochs", "1", "--lr", "1e-30")
+    kept = Checkpoint.load(frozen).weights
+    assert all(torch.allclose(kept[k], lm.weights[k]) for k in lm.weights)
+    wrong = run_seqtool("pretrain", "--init", second, "--train", second, "--dev", second,
+                        "--out", tmp_path / "x.pt", "--quiet")
+    assert wrong.returncode == 1 and wrong.stderr.strip().count("\n") == 0
+    assert "Traceback" not in wrong.stderr
+
+
+def test_gradual_unfreezing_thaws_one_layer_an_epoch_from_the_top():
+    from seqtool.pretrained import thaw_epochs
+
+    lm = language_model_checkpoint(small_language_model("lstm", bidirectional=False))
+    generator = Generator(GeneratorConfig(vocab_size=19, num_classes=2, embed_dim=5,
+                                          hidden_dim=6)).double()
+    thaw = thaw_epochs(init_from_language_model(generator, lm, "lm.pt"), gradual=True)
+    assert thaw["bottleneck.weight"] == thaw["output.bias"] == 1
+    assert thaw["rnn.weight_hh_l0"] == 2 and thaw["embedding.weight"] == 3
+    classifier = Classifier(ClassifierConfig(19, 2, embed_dim=5, hidden_dim=6, ensemble=2))
+    copied = init_from_language_model(classifier.double(),
+                                      language_model_checkpoint(small_language_model()), "lm.pt")
+    thaw = thaw_epochs(copied, gradual=True)
+    assert thaw["members.1.rnn.weight_ih_l0"] == 1 and thaw["members.0.embedding.weight"] == 2
+    assert set(thaw_epochs(copied, gradual=False).values()) == {0}
+
+
+def test_gradual_unfreezing_keeps_pretrained_layers_until_their_epoch(tmp_path):
+    """Epoch 1 trains only the class layer, epoch 2 adds the GRU, epoch 3 the embeddings; the
+    run resumes exactly across a thaw."""
+    from seqtool.training import last_path
+
+    text = tmp_path / "text.txt"
+    text.write_text("".join(line.split("\t")[1] + "\n" for line in
+                            (TOY / "sentiment.tsv").read_text().splitlines()))
+    lm_path = tmp_path / "lm.pt"
+    run_cli("pretrain", "--train", text, "--dev", text, "--out", lm_path, *TINY_PRETRAIN,
+            "--epochs", "2")
+    lm = Checkpoint.load(lm_path).weights
+    finetune = ["--train", TOY / "sentiment.tsv", "--dev", TOY / "sentiment.tsv", "--init",
+                lm_path, "--embed-dim", "16", "--hidden-dim", "16", "--max-tokens", "64",
+                "--warmup-steps", "0", "--gradual-unfreezing", "--patience", "9", "--quiet"]
+    weights = {}
+    for epochs in (1, 2, 3):
+        out = tmp_path / f"c{epochs}.pt"
+        run_cli("train", "classify", *finetune, "--epochs", str(epochs), "--out", out)
+        weights[epochs] = Checkpoint.load(last_path(out)).weights
+    untrained = {}
+    for epochs, w in weights.items():
+        untrained[epochs] = {name for name in ("rnn.weight_hh_l0", "embedding.weight")
+                             if torch.equal(w[f"members.0.{name}"], lm[name])}
+    assert untrained == {1: {"rnn.weight_hh_l0", "embedding.weight"},
+                         2: {"embedding.weight"}, 3: set()}
+    part = tmp_path / "part.pt"
+    run_cli("train", "classify", *finetune, "--epochs", "3", "--out", part, "--max-steps", "2")
+    run_cli("train", "classify", *finetune, "--epochs", "3", "--out", part, "--resume")
+    resumed = Checkpoint.load(last_path(part)).weights
+    assert all(torch.equal(resumed[k], weights[3][k]) for k in resumed)

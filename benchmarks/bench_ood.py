@@ -1,0 +1,123 @@
+"""Out-of-domain benchmark for S1: sentiment classifiers trained on movie snippets, read on
+short texts of other domains that are not in the repository.
+
+The texts are the other three sets of human-rated snippets in the archive the movie snippets
+come from (Hutto & Gilbert 2014, `hutto_ICWSM_2014.tar.gz` in the vaderSentiment 3.3.2 source
+distribution, MIT): 4,200 tweets, 5,190 sentences of New York Times editorials and 3,708
+sentences of Amazon product reviews. They are labelled as the movie snippets are: a mean
+rating above 0 is positive, below 0 negative, exactly 0 dropped. Many of them are rated close
+to 0 (a plain statement of fact), so a second column keeps only the clearly rated ones
+(|mean| >= 1 on the -4..4 scale). The in-domain test split is read too, for reference.
+
+Each `--group LABEL=PATTERN` is a set of checkpoints (a glob, e.g. the seeds that
+`bench_pretrain.py --keep DIR` leaves); a group's row is the mean (± sd) over its models.
+
+    python benchmarks/bench_ood.py --group "from scratch=runs/scratch-s*.pt" \
+        --group "pretrained, finetuned=runs/init-1.0-s*.pt" [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import html
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from common import ROOT, record, table
+
+sys.path.insert(0, str(ROOT / "corpora"))
+from prepare import VADER_SPEC, pip_download, squash  # noqa: E402
+
+SETS = {"tweets": "tweets_GroundTruth.txt",
+        "NYT editorials": "nytEditorialSnippets_GroundTruth.txt",
+        "Amazon reviews": "amazonReviewSnippets_GroundTruth.txt"}
+CLEAR = 1.0  # |mean rating| for the clearly rated subset
+
+
+def read_sets(cache: Path) -> dict[str, list[tuple[str, str, float]]]:
+    """(label, text, mean rating) per set, from the vaderSentiment sdist (downloaded once)."""
+    sdist = next(cache.glob("vaderSentiment-*.tar.gz"), None) or pip_download(
+        VADER_SPEC, cache, sdist=True)
+    with tarfile.open(sdist) as outer:
+        (name,) = [n for n in outer.getnames() if n.endswith("hutto_ICWSM_2014.tar.gz")]
+        inner_bytes = outer.extractfile(name).read()
+    sets = {}
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        for label, member in SETS.items():
+            raw = inner.extractfile(f"hutto_ICWSM_2014/{member}").read()
+            rows = []
+            for line in raw.decode("utf-8", errors="replace").splitlines():
+                parts = line.split("\t")
+                if len(parts) != 3:
+                    continue
+                score, text = float(parts[1]), squash(html.unescape(parts[2]))
+                if score != 0 and text:
+                    rows.append(("positive" if score > 0 else "negative", text, score))
+            sets[label] = rows
+    return sets
+
+
+def accuracy(model: str, path: Path) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    report = subprocess.run(
+        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", model, "-i",
+         str(path), "--format", "json"],
+        check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    return json.loads(report)["accuracy"]
+
+
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--group", action="append", required=True,
+                        help="LABEL=GLOB of classifier checkpoints (repeat)")
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "seqtool-ood"),
+                        help="where the downloaded source distribution is kept")
+    args = parser.parse_args()
+
+    groups = {}
+    for spec in args.group:
+        label, _, pattern = spec.partition("=")
+        models = sorted(glob.glob(pattern))
+        if not models:
+            parser.error(f"--group {label}: no file matches {pattern}")
+        groups[label] = models
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    sets = read_sets(cache)
+    files = {"movie snippets (in domain, test)":
+             ROOT / "corpora" / "sentiment" / "movie-snippets" / "test.tsv"}
+    counts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, rows in sets.items():
+            for subset, keep in (("all", rows), ("clear", [r for r in rows
+                                                           if abs(r[2]) >= CLEAR])):
+                path = Path(tmp) / f"{name}-{subset}.tsv".replace(" ", "_")
+                path.write_text("".join(f"{lab}\t{text}\n" for lab, text, _ in keep))
+                files[f"{name} ({subset})"] = path
+                counts[f"{name} ({subset})"] = len(keep)
+        scores = {label: {f: [accuracy(m, p) for m in models] for f, p in files.items()}
+                  for label, models in groups.items()}
+    rows = [[f, counts.get(f, "1,058"), *(mean_sd(scores[g][f]) for g in groups)] for f in files]
+    markdown = table(["test set", "texts", *(f"{g} ({len(groups[g])})" for g in groups)], rows)
+    markdown += ("\n\nAccuracy; a group's cell is the mean ± sd over its models. Labels as the "
+                 "movie snippets': mean human rating > 0 positive, < 0 negative; 'clear' keeps "
+                 f"|mean| >= {CLEAR}.\n\nModels: " + "; ".join(
+                     f"{g}: {', '.join(Path(m).name for m in ms)}" for g, ms in groups.items()))
+    record("ood", {"groups": groups, "counts": counts, "accuracy": scores}, markdown)
+
+
+if __name__ == "__main__":
+    main()
