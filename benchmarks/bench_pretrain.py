@@ -13,13 +13,19 @@ shipped classifier), distinct-2 and copies. Bits per character are read on dev, 
 test once; the samples (200 per class, default settings) do not depend on the split, so their
 columns repeat.
 
+With `--adapt-epochs N`, the GRU language model first goes on for N epochs on the movie
+snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
+epoch), and S1 finetunes from that; its minutes count as S1's. Without `--lm-lstm` (S1 only)
+the results go to results/pretrain-s1.md, leaving results/pretrain.md as it was.
+
 One thread per training, `--jobs` at once. The finetuning rate of the pretrained layers
 (--pretrained-lr-scale) is chosen on dev with the first seed when several `--scales` are given;
 test is read once per trained model, after every choice is made. The cost of pretraining is the
 language models' own training time, read from their checkpoints.
 
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
-        [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2]
+        [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 12]
+        [--finetune-options "--gradual-unfreezing"]
 
 The language models (commands as recorded in results/pretrain.md):
     P=corpora/pretraining
@@ -67,6 +73,30 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
     return {"name": name, "seed": seed, "path": str(out), "dev_accuracy": meta["best_accuracy"],
             "seconds": round(time.perf_counter() - start, 1),
             "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
+
+
+def adapt_language_model(lm: str, workdir: Path, epochs: int) -> dict:
+    """ULMFiT's second stage: the language model goes on over the snippets' training text."""
+    from seqtool.checkpoint import Checkpoint
+
+    texts = {}
+    for split in ("train", "dev"):
+        texts[split] = workdir / f"snippets-{split}.txt"
+        texts[split].write_text("".join(line.split("\t", 1)[1] + "\n" for line in
+                                        (DATA / f"{split}.tsv").read_text().splitlines()))
+    out = workdir / "lm-adapted.pt"
+    args = ["pretrain", "--init", str(Path(lm).resolve()), "--train", str(texts["train"]),
+            "--dev", str(texts["dev"]), "--out", str(out), "--epochs", str(epochs),
+            "--patience", "2", "--seed", "1", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT, env=env)
+    meta = Checkpoint.load(out).meta
+    return {"path": str(out), "seconds": round(time.perf_counter() - start, 1),
+            "dev_perplexity": meta["best_perplexity"],
+            "history": [h.get("perplexity") for h in meta["history"]],
+            "command": "seqtool " + " ".join(args).replace(str(workdir) + "/", "")
+            .replace(str(ROOT) + "/", "")}
 
 
 def train_generator(name: str, workdir: Path, minutes: float, extra: list[str]) -> dict:
@@ -166,9 +196,12 @@ def main() -> None:
                         help="training minutes of each S2 generator")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--keep", help="folder to keep the trained models in (default: none)")
+    parser.add_argument("--adapt-epochs", type=int, default=0,
+                        help="epochs of the GRU language model on the snippets first (0 = off)")
+    parser.add_argument("--finetune-options", default="",
+                        help="more options of the finetuned S1 runs, e.g. --gradual-unfreezing")
     args = parser.parse_args()
 
-    init = ["--init", str(Path(args.lm).resolve())]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -181,6 +214,13 @@ def main() -> None:
                             ["--vocab-size", "4000"]),
                 pool.submit(train_generator, "generator-finetuned", work, args.s2_minutes,
                             lstm_init)]
+        adapting = pool.submit(adapt_language_model, args.lm, work, args.adapt_epochs) \
+            if args.adapt_epochs else None
+        # The runs from scratch need no language model: they fill the threads meanwhile.
+        scratch_jobs = [pool.submit(train, "scratch", seed, work, []) for seed in args.seeds]
+        adapted = adapting.result() if adapting else None
+        init = ["--init", adapted["path"] if adapted else str(Path(args.lm).resolve()),
+                *args.finetune_options.split()]
         first = args.seeds[0]
         # Dev-only choice of the finetuning rate, with the first seed.
         choice_runs = list(pool.map(
@@ -190,8 +230,8 @@ def main() -> None:
         scale = best["name"].removeprefix("init-")
         jobs = [(f"init-{scale}", seed, [*init, "--pretrained-lr-scale", scale])
                 for seed in args.seeds[1:]]
-        jobs += [("scratch", seed, []) for seed in args.seeds]
-        runs = [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs)]
+        runs = [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs),
+                *(job.result() for job in scratch_jobs)]
         for run in runs:  # test, once per model, after all choices
             run["test_accuracy"] = test_accuracy(run["path"])
         generators = [job.result() for job in generator_jobs]
@@ -213,7 +253,13 @@ def main() -> None:
         + "; ".join(f"`{r['command']}`" for r in runs[:1] + runs[-1:]))
     lm_line, lm_info = language_model_line(args.lm)
     results = {"runs": runs, "summary": summary, "chosen_scale": scale,
-               "language_model": lm_info}
+               "language_model": lm_info, "adapted": adapted}
+    if adapted:
+        markdown += (f"\n\nS1 finetunes from the language model after {args.adapt_epochs} "
+                     f"epochs at most on the snippets' training text: best dev perplexity on "
+                     f"the snippets {adapted['dev_perplexity']:.1f} (by epoch: "
+                     + ", ".join(f"{p:.1f}" for p in adapted["history"])
+                     + f"), {adapted['seconds'] / 60:.1f} minutes; `{adapted['command']}`")
     if generators:
         markdown += "\n\n" + table(
             ["generator (S2)", "split", "lexicon", "guidance", "bits/char", "non-words",
@@ -227,7 +273,7 @@ def main() -> None:
         lm_line += "\n\n" + lstm_line
     markdown += "\n\nPretraining cost (each model trained once, for every task after it): " \
         + lm_line
-    record("pretrain", results, markdown)
+    record("pretrain" if generators else "pretrain-s1", results, markdown)
 
 
 if __name__ == "__main__":

@@ -616,7 +616,7 @@ def pretrain(train_path, dev_path, **opts):
         --unidirectional --embed-dim 256 --hidden-dim 512
       cut -f2 $S/train.tsv > snippets.txt; cut -f2 $S/dev.tsv > snippets-dev.txt
       seqtool pretrain --init lm-gru.pt --train snippets.txt --dev snippets-dev.txt \\
-        --out lm-gru-snippets.pt --epochs 3
+        --out lm-gru-snippets.pt --epochs 14 --patience 2
     """
     from seqtool.data import iter_lines
     from seqtool.pretrained import ARCHITECTURE, load_language_model

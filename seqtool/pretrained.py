@@ -6,7 +6,9 @@ The language model of `seqtool pretrain` names its parts as the task models do (
 the generator (whose LSTM may also read the class at every step: those extra input columns
 keep their fresh initialisation). The task's own layers (class scores, class states) start
 fresh; the pretrained ones may learn at their own rate (`--pretrained-lr-scale`), as ULMFiT's
-discriminative rates do (on movie-snippets' dev the full rate did best).
+discriminative rates do, or join one layer an epoch (`--gradual-unfreezing`). On movie-snippets'
+dev the full rate from the start did best, and adapting the language model to the snippets'
+text first helped (see README, "Pretraining and finetuning").
 """
 
 from __future__ import annotations
