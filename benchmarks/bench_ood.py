@@ -126,7 +126,7 @@ def main() -> None:
     markdown += ("\n\nA group's cell is the mean ± sd over its models. Labels as the "
                  "movie snippets': mean human rating > 0 positive, < 0 negative; 'clear' keeps "
                  f"|mean| >= {CLEAR}.\n\nModels: " + "; ".join(
-                     f"{g}: {', '.join(Path(m).name for m in ms)}" for g, ms in groups.items()))
+                     f"{g}: {', '.join(ms)}" for g, ms in groups.items()))
     record("ood", {"groups": groups, "counts": counts, "accuracy": scores}, markdown)
 
 

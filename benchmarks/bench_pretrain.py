@@ -24,7 +24,7 @@ test is read once per trained model, after every choice is made. The cost of pre
 language models' own training time, read from their checkpoints.
 
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
-        [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 12]
+        [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 14]
         [--finetune-options "--gradual-unfreezing"]
 
 The language models (commands as recorded in results/pretrain.md):
