@@ -483,6 +483,12 @@ def train_classify(train_path, dev_path, **opts):
               help="Also feed the class at every step, not only into y_h(0).")
 @click.option("--class-bias/--no-class-bias", default=True, show_default=True,
               help="A learned per-class bias on the output scores.")
+@click.option("--discriminative-weight", default=0.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Also train the generator as a classifier by Bayes' rule, p(c|x) ∝ "
+                   "p(x|c) (GeDi), with this weight per sentence against the per-piece "
+                   "likelihood: samples keep to their class without guidance. Each step "
+                   "runs every class, so it costs as many times the compute as classes.")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Drop training sentences longer than this many pieces (warns once).")
 @init_options
@@ -499,7 +505,7 @@ def train_generate(train_path, dev_path, **opts):
 
     model_opts = {k: opts.pop(k) for k in ("embed_dim", "hidden_dim", "layers", "dropout",
                                             "tie_embeddings", "class_every_step",
-                                            "class_bias")}
+                                            "class_bias", "discriminative_weight")}
     max_length = opts.pop("max_length")
     refuse_overwriting_data(opts, train_path, dev_path, opts["init"])
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))

@@ -198,6 +198,9 @@ class GeneratorConfig(ConfigMixin):
     class_every_step: bool = False
     class_dim: int = 32
     class_bias: bool = False  # a learned per-class bias over the vocabulary at every step
+    # Weight of a discriminative term in training (GeDi, Krause et al. 2020): the generator
+    # read as a classifier by Bayes' rule, p(c|x) ∝ p(x|c), must pick the true class.
+    discriminative_weight: float = 0.0
 
 
 class Generator(nn.Module):
@@ -264,13 +267,32 @@ class Generator(nn.Module):
             logits = logits + self.class_bias(labels).unsqueeze(1)
         return logits, state
 
+    def sentence_nll(self, labels: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """-log p(x|c) of every sentence x of a batch under the classes `labels` [B]."""
+        logits, _ = self(labels, batch["inputs"], batch["lengths"])
+        nll = F.cross_entropy(logits.float().transpose(1, 2), batch["targets"],
+                              ignore_index=PAD, reduction="none")
+        return nll.sum(1)
+
+    def class_nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """-log p(x|c) of every sentence under every class [B, C], in one batch of B * C."""
+        c, b = self.config.num_classes, batch["labels"].numel()
+        repeated = {k: batch[k].repeat(c, *[1] * (batch[k].dim() - 1))
+                    for k in ("inputs", "targets", "lengths")}
+        labels = torch.arange(c, device=batch["labels"].device).repeat_interleave(b)
+        return self.sentence_nll(labels, repeated).view(c, b).t()
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        logits, _ = self(batch["labels"], batch["inputs"], batch["lengths"])
-        targets = batch["targets"]
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum"
-        )
-        return loss, int((targets != PAD).sum())
+        labels, tokens = batch["labels"], int((batch["targets"] != PAD).sum())
+        weight = self.config.discriminative_weight
+        if not (self.training and weight > 0 and self.config.num_classes > 1):
+            return self.sentence_nll(labels, batch).sum(), tokens
+        nll = self.class_nll(batch)
+        generative = nll.gather(1, labels[:, None]).sum()
+        # Bayes' rule with a uniform prior: log p(c|x) = -nll_c - logsumexp(-nll).
+        discriminative = F.cross_entropy(-nll, labels, reduction="sum")
+        # Per token for the language model, per sentence for the classifier, as in GeDi.
+        return generative + weight * discriminative * tokens / labels.numel(), tokens
 
 
 # ----------------------------------------------------------------------------- S3

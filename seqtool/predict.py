@@ -171,7 +171,7 @@ def sentence_nll(
     model: nn.Module, labels: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int = 128
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sentence summed NLL [N] and token counts [N] (including <end>)."""
-    from seqtool.tasks import generate_batch, generator_nll
+    from seqtool.tasks import generate_batch
 
     model.eval()
     nll = torch.zeros(len(ids), dtype=torch.float64)
@@ -179,7 +179,7 @@ def sentence_nll(
     for idx in _length_sorted([len(s) for s in ids], batch_size):
         batch = generate_batch([labels[i] for i in idx], [ids[i] for i in idx])
         batch = {k: v.to(device) for k, v in batch.items()}
-        nll[idx] = generator_nll(model, batch).double().cpu()
+        nll[idx] = model.sentence_nll(batch["labels"], batch).double().cpu()
     return nll, torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
 
 

@@ -85,6 +85,8 @@ def print_generation(report: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"bits per character [bold]{report['bits_per_character']:.3f}[/] "
                   "(right class; comparable across tokenizers)")
+    console.print("as a classifier by Bayes' rule, argmax p(text | class): accuracy "
+                  f"[bold]{report['bayes_accuracy']:.3f}[/]")
     s = report["samples"]
     copied = (f"n/a ({s.get('copied_note', 'no training file')})"
               if s["copied_from_train"] is None else f"{s['copied_from_train']:.3f}")

@@ -195,15 +195,6 @@ def generate_batch(labels: Sequence[int], ids: Sequence[Sequence[int]]):
             "targets": targets, "lengths": lengths}
 
 
-def generator_nll(model: Generator, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed negative log-likelihood of every sentence of a batch [B]."""
-    logits, _ = model(batch["labels"], batch["inputs"], batch["lengths"])
-    nll = torch.nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), batch["targets"], ignore_index=PAD, reduction="none"
-    )
-    return nll.sum(1)
-
-
 def setup_generate(
     train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,

@@ -387,6 +387,7 @@ class Trainer:
                 "steps": self.step}
 
     # -- loop -----------------------------------------------------------------------------
+    @torch.enable_grad()  # also when a caller runs the library under torch.no_grad()
     def train_batch(self, indices: Sequence[int], stop: bool = False) -> tuple[float, int, bool]:
         """One IGD step on a global batch. Returns the summed loss and units over all
         processes, and whether any process was asked to stop (all then stop together)."""

@@ -276,3 +276,22 @@ def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier, tmp_pat
     assert only_one_word["samples"]["non_word_rate"] == 1.0
     assert only_one_word["samples"]["reference_vocabulary"] == f"{wordlist} (1 words)"
 
+
+
+def test_discriminative_training_from_the_command_line(tmp_path, toy_classifier):
+    """`--discriminative-weight` is stored in the model, the dev perplexity it is selected on
+    stays the likelihood's, and the trained generator classifies its own training text by
+    Bayes' rule."""
+    from conftest import TINY_GENERATE
+
+    from seqtool.checkpoint import Checkpoint
+
+    out = tmp_path / "gedi.pt"
+    data = TOY / "sentiment.tsv"
+    run_cli("train", "generate", "--train", data, "--dev", data, "--out", out,
+            "--discriminative-weight", "1", "--seed", "3", *TINY_GENERATE)
+    assert Checkpoint.load(out).model_config["discriminative_weight"] == 1.0
+    report = json.loads(run_cli("evaluate", "generate", "-m", out, "--data", data, "--judge",
+                                toy_classifier, "--samples", "4", "--json").output)
+    assert report["bayes_accuracy"] == 1.0
+    assert report["perplexity"] < report["perplexity_wrong_class"]

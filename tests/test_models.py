@@ -204,11 +204,58 @@ def test_sentence_nll_alone_equals_batched(options):
     labels = [i % 3 for i in range(9)]
     batched, counts = sentence_nll(model, labels, ids, batch_size=4)
     alone = torch.cat([sentence_nll(model, [y], [s])[0] for y, s in zip(labels, ids)])
-    assert_same(batched.float(), alone.float())  # generator_nll sums in float32
+    assert_same(batched.float(), alone.float())  # Generator.sentence_nll sums in float32
     assert counts.tolist() == [len(s) + 1 for s in ids]
     # The NLL is that of the sentence under its own class: another class scores it otherwise.
     other = sentence_nll(model, [(y + 1) % 3 for y in labels], ids)[0]
     assert not torch.allclose(other, batched)
+
+
+def test_class_nll_scores_every_sentence_under_every_class():
+    model = small_generator(class_every_step=True, class_bias=True).eval()
+    batch = generate_batch([2, 0, 1, 2], random_sentences(4, seed=8))
+    table = model.class_nll(batch)
+    assert table.shape == (4, 3)
+    for c in range(3):
+        assert_same(table[:, c], model.sentence_nll(torch.full((4,), c), batch))
+
+
+def test_discriminative_loss_adds_the_bayes_classifier_in_training_only():
+    """GeDi's objective: per-piece NLL of the true class + weight * per-sentence
+    -log p(c|x), p(c|x) by Bayes' rule over the generator's own likelihoods. It is not part
+    of the dev loss, which stays the generator's likelihood."""
+    model = small_generator(class_every_step=True, discriminative_weight=0.5)
+    labels = torch.tensor([2, 0, 1, 2, 1])
+    batch = generate_batch(labels.tolist(), random_sentences(5, seed=9))
+    tokens = int((batch["targets"] != 0).sum())
+    nll = torch.stack([model.sentence_nll(torch.full((5,), c), batch) for c in range(3)], 1)
+    generative = nll[torch.arange(5), labels].sum()
+    posterior = torch.log_softmax(-nll, 1)[torch.arange(5), labels]
+    loss, units = model.train().loss(batch)
+    assert units == tokens
+    assert_same(loss, generative - 0.5 * posterior.sum() * tokens / 5)
+    assert_same(model.eval().loss(batch)[0], generative)
+
+
+def test_discriminative_loss_makes_the_generator_a_better_classifier():
+    """From the same start and with the same steps, the weighted objective leaves the
+    true class more probable under Bayes' rule than the likelihood alone does."""
+    ids = random_sentences(12, seed=10)
+    labels = torch.tensor([i % 3 for i in range(12)])
+    batch = generate_batch(labels.tolist(), ids)
+
+    def trained_posterior(weight: float) -> float:
+        model = small_generator(class_every_step=True, discriminative_weight=weight)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+        for _ in range(15):
+            optimizer.zero_grad()
+            model.train().loss(batch)[0].backward()
+            optimizer.step()
+        with torch.no_grad():
+            nll = model.eval().class_nll(batch)
+        return torch.log_softmax(-nll, 1)[torch.arange(12), labels].mean().item()
+
+    assert trained_posterior(1.0) > trained_posterior(0.0) + 0.05
 
 
 def test_the_class_conditions_every_generator():
