@@ -15,8 +15,10 @@ columns repeat.
 
 With `--adapt-epochs N`, the GRU language model first goes on for N epochs on the movie
 snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
-epoch), and S1 finetunes from that; its minutes count as S1's. Without `--lm-lstm` (S1 only)
-the results go to results/pretrain-s1.md, leaving results/pretrain.md as it was.
+epoch), and S1 finetunes from that; its minutes count as S1's. `--adapted FILE` reuses the
+model such a run adapted (kept with `--keep`) and reads its minutes from it. Without
+`--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`), leaving
+results/pretrain.md as it was.
 
 One thread per training, `--jobs` at once. The finetuning rate of the pretrained layers
 (--pretrained-lr-scale) is chosen on dev with the first seed when several `--scales` are given;
@@ -25,7 +27,7 @@ language models' own training time, read from their checkpoints.
 
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
         [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 14]
-        [--finetune-options "--gradual-unfreezing"]
+        [--finetune-options "--gradual-unfreezing"] [--adapted lm-adapted.pt] [--results NAME]
 
 The language models (commands as recorded in results/pretrain.md):
     P=corpora/pretraining
@@ -77,7 +79,6 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
 
 def adapt_language_model(lm: str, workdir: Path, epochs: int) -> dict:
     """ULMFiT's second stage: the language model goes on over the snippets' training text."""
-    from seqtool.checkpoint import Checkpoint
 
     texts = {}
     for split in ("train", "dev"):
@@ -91,12 +92,21 @@ def adapt_language_model(lm: str, workdir: Path, epochs: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT, env=env)
-    meta = Checkpoint.load(out).meta
-    return {"path": str(out), "seconds": round(time.perf_counter() - start, 1),
-            "dev_perplexity": meta["best_perplexity"],
-            "history": [h.get("perplexity") for h in meta["history"]],
+    return {**adapted_language_model(out), "seconds": round(time.perf_counter() - start, 1),
             "command": "seqtool " + " ".join(args).replace(str(workdir) + "/", "")
             .replace(str(ROOT) + "/", "")}
+
+
+def adapted_language_model(path: Path) -> dict:
+    """An adapted language model as its checkpoint records it (`--adapted` reuses one)."""
+    from seqtool.checkpoint import Checkpoint
+
+    meta = Checkpoint.load(path).meta
+    return {"path": str(path), "seconds": meta.get("train_seconds", 0.0),
+            "dev_perplexity": meta["best_perplexity"],
+            "command": str(meta.get("command")).replace(str(path.parent) + "/", "")
+            .replace(str(ROOT) + "/", ""),
+            "history": [h["perplexity"] for h in meta["history"] if "perplexity" in h]}
 
 
 def train_generator(name: str, workdir: Path, minutes: float, extra: list[str]) -> dict:
@@ -198,8 +208,12 @@ def main() -> None:
     parser.add_argument("--keep", help="folder to keep the trained models in (default: none)")
     parser.add_argument("--adapt-epochs", type=int, default=0,
                         help="epochs of the GRU language model on the snippets first (0 = off)")
+    parser.add_argument("--adapted", help="reuse the adapted language model (lm-adapted.pt) "
+                        "of an earlier --adapt-epochs run; its minutes are read from it")
     parser.add_argument("--finetune-options", default="",
                         help="more options of the finetuned S1 runs, e.g. --gradual-unfreezing")
+    parser.add_argument("--results", help="name of the results file (default: pretrain, or "
+                        "pretrain-s1 without --lm-lstm)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
@@ -219,6 +233,8 @@ def main() -> None:
         # The runs from scratch need no language model: they fill the threads meanwhile.
         scratch_jobs = [pool.submit(train, "scratch", seed, work, []) for seed in args.seeds]
         adapted = adapting.result() if adapting else None
+        if args.adapted:
+            adapted = adapted_language_model(Path(args.adapted).resolve())
         init = ["--init", adapted["path"] if adapted else str(Path(args.lm).resolve()),
                 *args.finetune_options.split()]
         first = args.seeds[0]
@@ -255,8 +271,9 @@ def main() -> None:
     results = {"runs": runs, "summary": summary, "chosen_scale": scale,
                "language_model": lm_info, "adapted": adapted}
     if adapted:
-        markdown += (f"\n\nS1 finetunes from the language model after {args.adapt_epochs} "
-                     f"epochs at most on the snippets' training text: best dev perplexity on "
+        markdown += (f"\n\nS1 finetunes from the language model after "
+                     f"{len(adapted['history'])} epochs on the snippets' training text (the "
+                     f"best of them on dev text): best dev perplexity on "
                      f"the snippets {adapted['dev_perplexity']:.1f} (by epoch: "
                      + ", ".join(f"{p:.1f}" for p in adapted["history"])
                      + f"), {adapted['seconds'] / 60:.1f} minutes; `{adapted['command']}`")
@@ -273,7 +290,7 @@ def main() -> None:
         lm_line += "\n\n" + lstm_line
     markdown += "\n\nPretraining cost (each model trained once, for every task after it): " \
         + lm_line
-    record("pretrain" if generators else "pretrain-s1", results, markdown)
+    record(args.results or ("pretrain" if generators else "pretrain-s1"), results, markdown)
 
 
 if __name__ == "__main__":

@@ -486,9 +486,9 @@ def train_classify(train_path, dev_path, **opts):
 @click.option("--discriminative-weight", default=0.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Also train the generator as a classifier by Bayes' rule, p(c|x) ∝ "
-                   "p(x|c) (GeDi), with this weight per sentence against the per-piece "
-                   "likelihood: samples keep to their class without guidance. Each step "
-                   "runs every class, so it costs as many times the compute as classes.")
+                   "p(x|c) (GeDi): its loss per sentence, times this weight, is added to "
+                   "the likelihood's, so samples keep to their class without guidance. Each "
+                   "step runs every class: as many times the compute as classes.")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Drop training sentences longer than this many pieces (warns once).")
 @init_options

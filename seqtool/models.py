@@ -291,8 +291,10 @@ class Generator(nn.Module):
         generative = nll.gather(1, labels[:, None]).sum()
         # Bayes' rule with a uniform prior: log p(c|x) = -nll_c - logsumexp(-nll).
         discriminative = F.cross_entropy(-nll, labels, reduction="sum")
-        # Per token for the language model, per sentence for the classifier, as in GeDi.
-        return generative + weight * discriminative * tokens / labels.numel(), tokens
+        # Summed over pieces and over sentences: each piece's log-probability then gets a
+        # gradient of at most `weight` from the classifier against 1 from the likelihood, the
+        # balance of GeDi's per-piece and per-sentence means.
+        return generative + weight * discriminative, tokens
 
 
 # ----------------------------------------------------------------------------- S3

@@ -221,9 +221,9 @@ def test_class_nll_scores_every_sentence_under_every_class():
 
 
 def test_discriminative_loss_adds_the_bayes_classifier_in_training_only():
-    """GeDi's objective: per-piece NLL of the true class + weight * per-sentence
-    -log p(c|x), p(c|x) by Bayes' rule over the generator's own likelihoods. It is not part
-    of the dev loss, which stays the generator's likelihood."""
+    """GeDi's objective: NLL of the true class + weight * -log p(c|x), p(c|x) by Bayes' rule
+    over the generator's own likelihoods. It is not part of the dev loss, which stays the
+    generator's likelihood."""
     model = small_generator(class_every_step=True, discriminative_weight=0.5)
     labels = torch.tensor([2, 0, 1, 2, 1])
     batch = generate_batch(labels.tolist(), random_sentences(5, seed=9))
@@ -233,7 +233,7 @@ def test_discriminative_loss_adds_the_bayes_classifier_in_training_only():
     posterior = torch.log_softmax(-nll, 1)[torch.arange(5), labels]
     loss, units = model.train().loss(batch)
     assert units == tokens
-    assert_same(loss, generative - 0.5 * posterior.sum() * tokens / 5)
+    assert_same(loss, generative - 0.5 * posterior.sum())
     assert_same(model.eval().loss(batch)[0], generative)
 
 
