@@ -337,7 +337,9 @@ def init_options(f):
     return click.option("--init", type=click.Path(dir_okay=False),
                         help="Start from a language model of `seqtool pretrain`: its tokenizer "
                              "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "
-                             "and recurrent layers (sizes must match).")(f)
+                             "and recurrent layers (sizes must match). Or from a model of this "
+                             "task with the same labels and sizes: its tokenizer and all its "
+                             "weights, to go on with other options or data.")(f)
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
@@ -369,7 +371,7 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     if opts.get("init"):  # its tokenizer, then its weights
         from seqtool.pretrained import load_language_model
 
-        language_model = load_language_model(opts["init"])
+        language_model = load_language_model(opts["init"], task_name)
     trained = resumed.tokenizers if resumed else (
         language_model.tokenizers if language_model else None)
     tok = TokenizerOptions(opts["vocab_size"], opts["tokenizer_type"],
@@ -385,6 +387,11 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     except ValueError as e:  # a model configuration that cannot be built
         raise SeqtoolError(f"model: {e}") from None
     pretrained: dict[str, int] = {}
+    if language_model is not None and language_model.task == task_name:
+        labels = task.checkpoint(model).labels
+        if labels != language_model.labels:
+            raise SeqtoolError(f"--init: the model's labels are {', '.join(language_model.labels)}"
+                               f"; the training data's are {', '.join(labels)}", opts["init"])
     if language_model is not None:
         from seqtool.pretrained import init_from_language_model, thaw_epochs
 

@@ -8,7 +8,8 @@ keep their fresh initialisation). The task's own layers (class scores, class sta
 fresh; the pretrained ones may learn at their own rate (`--pretrained-lr-scale`), as ULMFiT's
 discriminative rates do, or join one layer an epoch (`--gradual-unfreezing`). On movie-snippets'
 dev the full rate from the start did best, and adapting the language model to the snippets'
-text first helped (see README, "Pretraining and finetuning").
+text first helped (see README, "Pretraining and finetuning"). A model of the task itself can
+also be the start (warm start): all its weights go on, with other options or data.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ ARCHITECTURE = ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional")
 LAYERS_FROM_TOP = (("bottleneck.", "output."), ("rnn.",), ("embedding.",))
 
 
-def load_language_model(path: str | Path) -> Checkpoint:
+def load_language_model(path: str | Path, task: str = "pretrain") -> Checkpoint:
+    """The checkpoint `--init` starts from: a language model, or a model of the same `task`
+    (warm start: all its weights, e.g. to go on with other options or data)."""
     lm = Checkpoint.load(path)
-    if lm.task != "pretrain":
-        raise SeqtoolError(f"--init needs a language model from `seqtool pretrain`, not a "
-                           f"{lm.task} model", str(path))
+    if lm.task not in ("pretrain", task):
+        raise SeqtoolError(f"--init needs a language model from `seqtool pretrain` or a "
+                           f"{task} model, not a {lm.task} model", str(path))
     return lm
 
 
@@ -41,8 +44,11 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
     """Copy the language model's embedding and recurrent weights into `model`; returns the
     names of the parameters it set. Any difference of shape is one error line."""
     name = str(path)
-    if isinstance(model, LanguageModel):
-        return continue_language_model(model, lm, name)
+    if isinstance(model, LanguageModel) or lm.task != "pretrain":
+        continue_model(model, lm, name)
+        # Only a language model's layers under a task model are "pretrained" (their own rate,
+        # gradual unfreezing); a model of the task itself goes on as one.
+        return {n for n, _ in model.named_parameters()} if lm.task == "pretrain" else set()
     wanted = RNN_OF_TASK.get(type(model))
     if wanted is None:
         raise SeqtoolError("--init works for train classify and train generate", name)
@@ -96,15 +102,16 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
     return copied
 
 
-def continue_language_model(model: LanguageModel, lm: Checkpoint, name: str) -> set[str]:
-    """All of the language model's weights, for a model built with its architecture
-    (`pretrain --init` takes ARCHITECTURE from the checkpoint, so only a damaged file differs)."""
+def continue_model(model: nn.Module, init: Checkpoint, name: str) -> None:
+    """All of a checkpoint's weights, for a model of its task and architecture (`pretrain
+    --init` takes ARCHITECTURE from the checkpoint, so only a damaged file differs there)."""
     try:
-        model.load_state_dict({k: v.float() for k, v in lm.weights.items()})
+        model.load_state_dict({k: v.float() for k, v in init.weights.items()})
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
-        raise SeqtoolError(f"--init: the language model does not fit: {first}", name) from None
-    return {n for n, _ in model.named_parameters()}
+        what = "language model" if init.task == "pretrain" else f"{init.task} model"
+        raise SeqtoolError(f"--init: the {what} does not fit: {first} (pass its options, "
+                           f"see `seqtool info`)", name) from None
 
 
 def thaw_epochs(pretrained: Collection[str], gradual: bool) -> dict[str, int]:

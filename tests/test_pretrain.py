@@ -150,12 +150,12 @@ def test_pretrain_then_finetune_end_to_end(tmp_path):
                            untrained.members[0].output.weight)
 
 
-def test_init_errors_are_one_line(tmp_path, toy_classifier):
+def test_init_errors_are_one_line(tmp_path, toy_generator):
     text = tmp_path / "text.txt"
     text.write_text("a b c\nd e f\n")
     wrong = run_seqtool("train", "classify", "--train", TOY / "sentiment.tsv", "--dev",
                         TOY / "sentiment.tsv", "--out", tmp_path / "c.pt", "--init",
-                        toy_classifier, "--quiet")
+                        toy_generator, "--quiet")
     assert wrong.returncode == 1
     assert wrong.stderr.strip().count("\n") == 0 and "seqtool pretrain" in wrong.stderr
     deep = run_seqtool("pretrain", "--train", text, "--dev", text, "--out", tmp_path / "lm.pt",
@@ -309,3 +309,31 @@ def test_gradual_unfreezing_keeps_pretrained_layers_until_their_epoch(tmp_path):
     run_cli("train", "classify", *finetune, "--epochs", "3", "--out", part, "--resume")
     resumed = Checkpoint.load(last_path(part)).weights
     assert all(torch.equal(resumed[k], weights[3][k]) for k in resumed)
+
+
+def test_init_from_a_model_of_the_same_task_takes_all_its_weights(tmp_path, toy_generator):
+    """Warm start: `train generate --init GENERATOR.pt` goes on from every weight, the tokenizer
+    and the words of a generator with the same labels and sizes (a zero rate keeps them);
+    other labels or sizes are one error line."""
+    from conftest import TINY_GENERATE
+
+    data = TOY / "sentiment.tsv"
+    out = tmp_path / "warm.pt"
+    run_cli("train", "generate", "--train", data, "--dev", data, "--out", out, "--init",
+            toy_generator, *TINY_GENERATE, "--epochs", "1", "--lr", "1e-30",
+            "--discriminative-weight", "1")
+    start, warm = Checkpoint.load(toy_generator), Checkpoint.load(out)
+    assert warm.tokenizers == start.tokenizers and warm.labels == start.labels
+    assert warm.meta["lexicon"] == start.meta["lexicon"]
+    assert warm.model_config["discriminative_weight"] == 1.0
+    assert all(torch.allclose(warm.weights[k], start.weights[k]) for k in start.weights)
+    genres = tmp_path / "genres.tsv"
+    genres.write_text("news\tThe jury said it.\nlore\tThe old tale goes on.\n")
+    relabelled = run_seqtool("train", "generate", "--train", genres, "--dev", genres, "--out",
+                             tmp_path / "g.pt", "--init", toy_generator, *TINY_GENERATE)
+    smaller = run_seqtool("train", "generate", "--train", data, "--dev", data, "--out",
+                          tmp_path / "s.pt", "--init", toy_generator, *TINY_GENERATE,
+                          "--hidden-dim", "16")
+    for failed, message in ((relabelled, "labels"), (smaller, "does not fit")):
+        assert failed.returncode == 1 and message in failed.stderr
+        assert failed.stderr.strip().count("\n") == 0 and "Traceback" not in failed.stderr
