@@ -301,6 +301,11 @@ def training_options(f):
         click.option("--max-steps", default=0, help="Stop after N steps (0 = no limit)."),
         click.option("--max-minutes", default=0.0, help="Stop after N minutes (0 = no limit)."),
         click.option("--half-checkpoint", is_flag=True, help="Store best weights in fp16."),
+        click.option("--keep", type=click.Choice(["best", "last"]), default="best",
+                     show_default=True,
+                     help="What --out holds: the weights of the best dev evaluation, or of "
+                          "the last (for objectives the dev metric does not measure, such as "
+                          "--discriminative-weight; OUT.last.pt holds the optimizer too)."),
         click.option("--ema", default=0.0, show_default=True,
                      help="Evaluate and keep a moving average of the weights (e.g. 0.999)."),
         click.option("--vocab-size", default=8000, show_default=True,
@@ -322,7 +327,8 @@ def training_options(f):
 
 TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warmup_steps",
               "schedule", "clip_norm", "eval_every", "patience", "max_steps", "max_minutes",
-              "half_checkpoint", "ema", "quiet", "pretrained_lr_scale", "gradual_unfreezing")
+              "half_checkpoint", "keep", "ema", "quiet", "pretrained_lr_scale",
+              "gradual_unfreezing")
 
 
 def init_options(f):
@@ -404,8 +410,8 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     trainer.log(f"training {task_name}: {params / 1e6:.2f}M parameters, "
                 f"{len(task.lengths)} examples, {len(trainer.epoch_batches(0))} batches/epoch")
     result = trainer.fit()
-    trainer.log(f"done: best dev {task.metric} {result['best']:.4f} after {result['steps']} "
-                f"steps, {result['seconds']:.0f}s; wrote {out}")
+    trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
+                f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
 
 
 def refuse_overwriting_data(opts: dict[str, Any], *inputs: str | None) -> None:

@@ -59,6 +59,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 = no limit
     weight_decay: float = 0.0
     half_checkpoint: bool = False  # store the best weights in fp16 (smaller files)
+    keep: str = "best"  # what --out holds: the best dev evaluation's weights, or the last's
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     quiet: bool = False
     pretrained_lr_scale: float = 1.0  # learning rate of --init's parameters, relative to lr
@@ -465,7 +466,7 @@ class Trainer:
             f"dev {self.task.metric} {value:.4f}{' (best)' if better else ''}, "
             f"{record['tokens_per_s']:.0f} tok/s"
         )
-        if better:
+        if better or self.config.keep == "last":
             self.save_best()
             self.best_saved = value  # what --out holds, also after a closing evaluation
         if not scheduled:

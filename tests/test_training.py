@@ -167,6 +167,17 @@ def test_plateau_halves_the_rate_and_patience_stops(tmp_path):
     assert best.meta["best_score"] == 2.0 and best.meta["steps"] == 2
 
 
+def test_keep_last_holds_the_last_evaluation_not_the_best(tmp_path):
+    # The same scores as above: the best is at step 2, yet --keep last writes every
+    # evaluation, so --out holds step 5's weights, those of OUT.last.pt.
+    trainer = linear_trainer(tmp_path, [1.0, 2.0, 2.0, 1.5, 0.5, 9.0], schedule="plateau",
+                             patience=3, eval_every=1, epochs=100, keep="last")
+    assert trainer.fit()["steps"] == 5
+    kept, last = Checkpoint.load(tmp_path / "m.pt"), Checkpoint.load(last_path(tmp_path / "m.pt"))
+    assert kept.meta["steps"] == 5 and weights_equal(kept, last)
+    assert kept.meta["best_score"] == 2.0  # the best seen is still reported
+
+
 def test_max_steps_and_max_minutes_stop_training(tmp_path, monkeypatch):
     assert linear_trainer(tmp_path, epochs=100, max_steps=7).fit()["steps"] == 7
     clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s later
