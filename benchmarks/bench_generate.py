@@ -1,18 +1,28 @@
-"""S2 benchmark: the shipped generator's quality numbers and its speed.
+"""S2 benchmark: the shipped generator's quality numbers and its speed, and the dev choice
+among candidate generators.
 
 Reports, through `seqtool evaluate generate` on movie-snippets test: perplexity with the right
-and the wrong class, class consistency of 200 samples per class at temperature 0.8 (judged by
-the shipped classifier), distinct-1/2 and the share copied from training; plus training
-tokens/s and batched generation tokens/s. Run: python benchmarks/bench_generate.py
+and the wrong class, the generator's accuracy as a Bayes classifier, class consistency of 200
+samples per class at temperature 0.8 (judged by the shipped classifier) with the default
+guidance and without it, distinct-1/2, the share copied from training and non-words; plus
+training tokens/s and batched generation tokens/s. Run: python benchmarks/bench_generate.py
+
+`--select A.pt B.pt ...` reads candidates on dev only (bits per character, Bayes accuracy,
+consistency, distinct-2 and non-words with guidance 1 and 0; samples do not depend on the
+split) into results/generate-selection.md, two evaluations at once, one thread each.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import random
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from common import ROOT, record, table
 
@@ -51,18 +61,62 @@ def training_speed(steps: int = 40) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+def evaluate(model: Path, split: str, guidance: str = "1", threads: str = "2") -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return json.loads(subprocess.run(
+        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", str(model),
+         "-i", str(DATA / f"{split}.tsv"), "--train", str(DATA / "train.tsv"), "--samples",
+         "200", "--temperature", "0.8", "--guidance", guidance, "--format", "json"],
+        check=True, capture_output=True, text=True, env=env).stdout)
+
+
+def select(candidates: list[Path]) -> None:
+    """Candidates on dev: the numbers a choice of the shipped generator is made on."""
+    jobs = [(c, g) for c in candidates for g in ("1", "0")]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda j: evaluate(j[0], "dev", j[1], threads="1"), jobs))
+    by_model: dict[str, dict[str, dict]] = {}
+    for (c, g), r in zip(jobs, reports):
+        by_model.setdefault(str(c), {})[g] = r
+    rows = []
+    for c, r in by_model.items():
+        guided, free = r["1"]["samples"], r["0"]["samples"]
+        rows.append([Path(c).name, round(r["1"]["bits_per_character"], 3),
+                     round(r["1"]["perplexity"], 1), round(r["1"]["bayes_accuracy"], 3),
+                     guided["class_consistency"], free["class_consistency"],
+                     round(guided["distinct_2"], 3), round(free["distinct_2"], 3),
+                     f"{guided['non_word_rate']:.2%}", f"{guided['copied_from_train']:.1%}"])
+    markdown = table(["candidate", "dev bits/char", "dev ppl", "Bayes accuracy",
+                      "consistency g=1", "consistency g=0", "distinct-2 g=1",
+                      "distinct-2 g=0", "non-words", "copied"], rows)
+    from seqtool.checkpoint import Checkpoint
+
+    markdown += "\n\nCommands:\n" + "\n".join(
+        f"- {Path(c).name}: `{Checkpoint.load(c).meta.get('command')}`" for c in by_model)
+    record("generate-selection", {"candidates": by_model}, markdown)
+
+
 def main() -> None:
-    report = json.loads(subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", str(SHIPPED),
-         "--data", str(DATA / "test.tsv"), "--train", str(DATA / "train.tsv"), "--samples",
-         "200", "--temperature", "0.8", "--json"],
-        check=True, capture_output=True, text=True).stdout)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--select", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="read these candidate generators on dev (no test)")
+    args = parser.parse_args()
+    if args.select:
+        select(args.select)
+        return
+    report = evaluate(SHIPPED, "test")
+    free = evaluate(SHIPPED, "test", guidance="0")["samples"]
     s = report["samples"]
     rows = [["perplexity, right class", report["perplexity"], "lower than wrong class"],
             ["perplexity, wrong class", report["perplexity_wrong_class"], ""],
-            ["class consistency (200/class, T=0.8)", s["class_consistency"], ">= 0.95"],
+            ["accuracy as a Bayes classifier, argmax p(text | class)",
+             report["bayes_accuracy"], ""],
+            ["class consistency (200/class, T=0.8), guidance 1", s["class_consistency"],
+             ">= 0.95"],
+            ["class consistency without guidance", free["class_consistency"], ">= 0.85"],
             ["distinct-1", s["distinct_1"], ""],
-            ["distinct-2", s["distinct_2"], ">= 0.6"],
+            ["distinct-2 (guidance 1 / 0)", f"{s['distinct_2']:.4f} / {free['distinct_2']:.4f}",
+             ">= 0.6"],
             ["copied from training", s["copied_from_train"], "<= 0.02"],
             ["non-words, share of words", s["non_word_rate"], "<= 0.005 (issue 9)"],
             ["non-words, share of samples", s["sentences_with_non_word"], "<= 0.05 (issue 9)"],
@@ -72,7 +126,8 @@ def main() -> None:
     for label, m in report["per_class"].items():
         rows.insert(2, [f"perplexity {label}: right / wrong",
                         f"{m['perplexity']:.2f} / {m['perplexity_wrong_class']:.2f}", ""])
-    record("generate", {"report": report}, table(["measure", "value", "target"], rows))
+    record("generate", {"report": report, "unguided": free},
+           table(["measure", "value", "target"], rows))
 
 
 if __name__ == "__main__":
