@@ -109,7 +109,7 @@ def main() -> None:
     s = report["samples"]
     rows = [["perplexity, right class", report["perplexity"], "lower than wrong class"],
             ["perplexity, wrong class", report["perplexity_wrong_class"], ""],
-            ["accuracy as a Bayes classifier, argmax p(text | class)",
+            ["accuracy as a Bayes classifier (the likeliest class of each text)",
              report["bayes_accuracy"], ""],
             ["class consistency (200/class, T=0.8), guidance 1", s["class_consistency"],
              ">= 0.95"],
