@@ -15,16 +15,12 @@ split) into results/generate-selection.md, two evaluations at once, one thread e
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, evaluate_generator, record, table
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 SHIPPED = ROOT / "checkpoints" / "sentiment-lstm-generator.pt"
@@ -61,20 +57,11 @@ def training_speed(steps: int = 40) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def evaluate(model: Path, split: str, guidance: str = "1", threads: str = "2") -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    return json.loads(subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", str(model),
-         "-i", str(DATA / f"{split}.tsv"), "--train", str(DATA / "train.tsv"), "--samples",
-         "200", "--temperature", "0.8", "--guidance", guidance, "--format", "json"],
-        check=True, capture_output=True, text=True, env=env).stdout)
-
-
 def select(candidates: list[Path]) -> None:
     """Candidates on dev: the numbers a choice of the shipped generator is made on."""
     jobs = [(c, g) for c in candidates for g in ("1", "0")]
     with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda j: evaluate(j[0], "dev", j[1], threads="1"), jobs))
+        reports = list(pool.map(lambda j: evaluate_generator(j[0], DATA, "dev", j[1]), jobs))
     by_model: dict[str, dict[str, dict]] = {}
     for (c, g), r in zip(jobs, reports):
         by_model.setdefault(str(c), {})[g] = r
@@ -104,8 +91,8 @@ def main() -> None:
     if args.select:
         select(args.select)
         return
-    report = evaluate(SHIPPED, "test")
-    free = evaluate(SHIPPED, "test", guidance="0")["samples"]
+    report = evaluate_generator(SHIPPED, DATA, "test", threads="2")
+    free = evaluate_generator(SHIPPED, DATA, "test", guidance="0", threads="2")["samples"]
     s = report["samples"]
     rows = [["perplexity, right class", report["perplexity"], "lower than wrong class"],
             ["perplexity, wrong class", report["perplexity_wrong_class"], ""],

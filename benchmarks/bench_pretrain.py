@@ -51,7 +51,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, evaluate_generator, record, table
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 GENERATOR_SETTINGS = ["--max-tokens", "1024", "--epochs", "40", "--patience", "3",
@@ -127,15 +127,9 @@ def train_generator(name: str, workdir: Path, minutes: float, extra: list[str]) 
             "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
 
 
-def evaluate_generator(path: str, split: str, lexicon: str, guidance: str = "1") -> dict:
-    """`seqtool evaluate generate` with the default sampling settings (200 per class)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    report = subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", path, "-i",
-         str(DATA / f"{split}.tsv"), "--train", str(DATA / "train.tsv"), "--lexicon", lexicon,
-         "--guidance", guidance, "--format", "json"],
-        check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
-    r = json.loads(report)
+def generator_scores(path: str, split: str, lexicon: str, guidance: str = "1") -> dict:
+    """The S2 numbers of one generator, as `seqtool evaluate generate` reads them."""
+    r = evaluate_generator(path, DATA, split, guidance, lexicon)
     s = r["samples"]
     return {"split": split, "lexicon": lexicon, "guidance": float(guidance),
             "bits_per_character": r["bits_per_character"],
@@ -255,7 +249,7 @@ def main() -> None:
                     ("test", "none", "1"), ("test", "model", "0")]
         for g, label in zip(generators, ("from scratch", "pretrained, finetuned")):
             g["label"] = label
-            g["evaluations"] = list(pool.map(lambda e, g=g: evaluate_generator(g["path"], *e),
+            g["evaluations"] = list(pool.map(lambda e, g=g: generator_scores(g["path"], *e),
                                              settings))
 
     rows, summary = s1_rows(runs, scale)

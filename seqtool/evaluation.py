@@ -86,10 +86,9 @@ def evaluate_generator(
     index = {label: i for i, label in enumerate(labels)}
     ids = loaded.tokenizer.encode_batch([r.text for r in records])
     right = [index[r.label] for r in records]
-    # -log p(x|c) of every sentence under every class [N, C].
-    table = torch.stack([sentence_nll(loaded.model, [c] * len(ids), ids)[0]
-                         for c in range(len(labels))], 1)
-    counts = torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
+    # -log p(x|c) of every sentence under every class [N, C], and its pieces [N].
+    per_class = [sentence_nll(loaded.model, [c] * len(ids), ids) for c in range(len(labels))]
+    table, counts = torch.stack([nll for nll, _ in per_class], 1), per_class[0][1]
     nll = table[torch.arange(len(ids)), right]
     # The wrong class: for every sentence, the class it is most easily mistaken for would
     # flatter the gap less; every other class on average is the fair, simple choice.

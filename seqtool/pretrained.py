@@ -41,8 +41,9 @@ def load_language_model(path: str | Path, task: str = "pretrain") -> Checkpoint:
 
 
 def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path) -> set[str]:
-    """Copy the language model's embedding and recurrent weights into `model`; returns the
-    names of the parameters it set. Any difference of shape is one error line."""
+    """Copy the language model's embedding and recurrent weights into `model`, or all the
+    weights of a model of the same task; returns the names of the parameters that count as
+    pretrained. Any difference of shape is one error line."""
     name = str(path)
     if isinstance(model, LanguageModel) or lm.task != "pretrain":
         continue_model(model, lm, name)
