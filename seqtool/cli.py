@@ -172,9 +172,11 @@ def tokenizer() -> None:
 @click.option("--column", type=click.IntRange(min=0), default=0,
               help="Use only this tab-separated column (1-based); 0 = whole line.")
 @click.option("--seed", default=0, show_default=True, help="Random seed of the trainer.")
+@click.option("--lowercase", is_flag=True,
+              help="Fold case inside the model, so it also applies to every text it reads.")
 @errors_option
 def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, seed,
-                    errors):
+                    lowercase, errors):
     """Train a sentencepiece model on text lines (files or stdin).
 
     \b
@@ -201,7 +203,8 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
     sentences = list(lines())
     if not sentences:
         raise SeqtoolError("no text to train on")
-    tok = Tokenizer.train(sentences, vocab_size, model_type, character_coverage, seed)
+    tok = Tokenizer.train(sentences, vocab_size, model_type, character_coverage, seed,
+                          lowercase)
     tok.save(out)
     click.echo(f"wrote {out}: {tok.vocab_size} pieces from {len(sentences)} lines", err=True)
 
@@ -332,20 +335,30 @@ TRAIN_KEYS = ("epochs", "seed", "device", "precision", "max_tokens", "lr", "warm
 
 
 def init_options(f):
-    """Finetuning from `seqtool pretrain`'s language model (S1 and S2)."""
+    """Finetuning from `seqtool pretrain`'s language model or word vectors (S1 and S2)."""
     f = click.option("--gradual-unfreezing", is_flag=True,
-                     help="With --init: the new layers learn alone in the first epoch, then "
-                          "one pretrained layer joins each epoch from the top (ULMFiT).")(f)
+                     help="With --init or --embeddings: the new layers learn alone in the "
+                          "first epoch, then one pretrained layer joins each epoch from the "
+                          "top (ULMFiT).")(f)
     f = click.option("--pretrained-lr-scale", default=1.0, show_default=True,
                      type=click.FloatRange(min=0),
-                     help="With --init: learning rate of the pretrained layers, relative to "
-                          "--lr (1 chosen on dev over 0.5; 0 = frozen).")(f)
+                     help="With --init or --embeddings: learning rate of the pretrained "
+                          "layers, relative to --lr (1 chosen on dev over 0.5; 0 = frozen).")(f)
     return click.option("--init", type=click.Path(dir_okay=False),
                         help="Start from a language model of `seqtool pretrain`: its tokenizer "
                              "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "
                              "and recurrent layers (sizes must match). Or from a model of this "
                              "task with the same labels and sizes: its tokenizer and all its "
                              "weights, to go on with other options or data.")(f)
+
+
+def embeddings_option(f):
+    """Piece embeddings from word vectors (S1, S2 and pretraining)."""
+    return click.option("--embeddings", type=click.Path(dir_okay=False),
+                        help="Initialise the piece embeddings from word vectors in the text "
+                             "format of GloVe, word2vec or fastText (`word v1 ... vD` a line; "
+                             "D must equal --embed-dim), e.g. corpora/embeddings/glove-100d.vec. "
+                             "Pieces that are no word of the file start at random.")(f)
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
@@ -373,6 +386,8 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     if opts["resume"]:
         resumed = Checkpoint.load(last_path(out))
         check_same_run(resumed.meta.get("run"), fingerprint, last_path(out))
+    if opts.get("init") and opts.get("embeddings"):
+        raise SeqtoolError("--embeddings and --init both give the embeddings: pass one")
     language_model = None
     if opts.get("init"):  # its tokenizer, then its weights
         from seqtool.pretrained import load_language_model
@@ -403,7 +418,20 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
 
         pretrained = thaw_epochs(init_from_language_model(model, language_model, opts["init"]),
                                  bool(opts.get("gradual_unfreezing")))
+    found_vectors = None
+    if opts.get("embeddings") and resumed is None:
+        from seqtool.pretrained import init_word_vectors, thaw_epochs
+        from seqtool.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(task.checkpoint(model).tokenizers["src"])
+        pieces = tokenizer.id_to_piece(range(tokenizer.vocab_size))
+        names, found = init_word_vectors(model, pieces, opts["embeddings"])
+        pretrained = thaw_epochs(names, bool(opts.get("gradual_unfreezing")))
+        found_vectors = found, len(pieces)
     trainer = Trainer(model, task, config, out, pretrained)
+    if found_vectors is not None:
+        trainer.log(f"--embeddings: {found_vectors[0]} of {found_vectors[1]} pieces are words "
+                    f"with a vector")
     if resumed is not None:
         trainer.resume(resumed, last_path(out))
     params = sum(p.numel() for p in model.parameters())
@@ -454,6 +482,7 @@ def train() -> None:
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Cut training texts to this many pieces (warns once).")
 @init_options
+@embeddings_option
 def train_classify(train_path, dev_path, **opts):
     """Train a GRU sequence -> class model (S1).
 
@@ -505,6 +534,7 @@ def train_classify(train_path, dev_path, **opts):
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
               help="Drop training sentences longer than this many pieces (warns once).")
 @init_options
+@embeddings_option
 def train_generate(train_path, dev_path, **opts):
     """Train an LSTM class -> sequence generator with teacher forcing (S2).
 
@@ -621,6 +651,7 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
 @click.option("--init", type=click.Path(dir_okay=False),
               help="Go on from this language model (its tokenizer, sizes and weights) on new "
                    "text, e.g. a task's own training text before finetuning (ULMFiT).")
+@embeddings_option
 def pretrain(train_path, dev_path, **opts):
     """Pretrain a recurrent language model on unlabelled text, for `train classify|generate
     --init`: its checkpoint holds the tokenizer, the embeddings and the recurrent layers.

@@ -14,7 +14,7 @@ also be the start (warm start): all its weights go on, with other options or dat
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -125,3 +125,78 @@ def thaw_epochs(pretrained: Collection[str], gradual: bool) -> dict[str, int]:
 
     present = sorted({level(n) for n in pretrained})
     return {n: present.index(level(n)) + 1 if gradual else 0 for n in pretrained}
+
+
+# ----------------------------------------------------------------------------- word vectors
+
+WORD_START = "\u2581"  # sentencepiece's mark of a piece that begins a word
+
+
+def read_word_vectors(path: str | Path, wanted: Collection[str]) -> dict[str, torch.Tensor]:
+    """The vectors of the `wanted` words in a text file of word vectors, the format of word2vec,
+    GloVe and fastText (`word v1 … vD` a line; word2vec's `count D` header line is skipped).
+    Only the wanted lines are parsed, so a file of millions of words reads in seconds."""
+    wanted = set(wanted)
+    vectors: dict[str, torch.Tensor] = {}
+    dim = None
+    try:
+        with open(path, encoding="utf-8", errors="strict") as f:
+            for number, line in enumerate(f, 1):
+                word, _, rest = line.rstrip("\n").rstrip(" ").partition(" ")
+                if number == 1 and word.isdigit() and rest.strip().isdigit():
+                    continue  # word2vec's "count dimensions" header
+                if word not in wanted or word in vectors:
+                    continue
+                try:
+                    values = [float(v) for v in rest.split(" ")]
+                except ValueError:
+                    raise SeqtoolError("expected a word and its numbers, separated by single "
+                                       "spaces", str(path), number) from None
+                if dim is None:
+                    dim = len(values)
+                elif len(values) != dim:
+                    raise SeqtoolError(f"{len(values)} numbers where the file's first vector "
+                                       f"has {dim}", str(path), number)
+                vectors[word] = torch.tensor(values)
+    except UnicodeDecodeError as e:
+        raise SeqtoolError(f"not UTF-8 text ({e.reason})", str(path)) from None
+    except OSError as e:
+        raise SeqtoolError(f"cannot read: {e.strerror or e}", str(path)) from None
+    return vectors
+
+
+def init_word_vectors(model: nn.Module, pieces: Sequence[str],
+                      path: str | Path) -> tuple[set[str], int]:
+    """Initialise every piece embedding table of `model` (one per ensemble member) from word
+    vectors (GloVe, word2vec, fastText): a piece takes the vector of the word it spells, without
+    sentencepiece's word-start mark, or of its lowercase form. The other pieces are drawn from a
+    normal of the vectors' own spread, so all rows start on one scale. Returns the names of the
+    tables' parameters (pretrained, as `--init`'s) and how many pieces found a vector."""
+    name = str(path)
+    tables = {n: m for n, m in model.named_modules()
+              if isinstance(m, nn.Embedding) and m.num_embeddings == len(pieces)}
+    if not tables:
+        raise SeqtoolError("--embeddings: this model has no piece embeddings", name)
+    words = [p.removeprefix(WORD_START) for p in pieces]
+    vectors = read_word_vectors(path, set(words) | {w.lower() for w in words})
+    if not vectors:
+        raise SeqtoolError("--embeddings: no piece of the tokenizer is a word of this file", name)
+    dim = len(next(iter(vectors.values())))
+    width = next(iter(tables.values())).embedding_dim
+    if dim != width:
+        raise SeqtoolError(f"--embeddings: the vectors have {dim} dimensions, the model's "
+                           f"embeddings {width} (pass --embed-dim {dim})", name)
+    spread = torch.stack(list(vectors.values())).std().item()
+    found = 0
+    with torch.no_grad():
+        for table in tables.values():
+            table.weight.normal_(0.0, spread)
+            found = 0
+            for i, word in enumerate(words):
+                vector = vectors.get(word, vectors.get(word.lower()))
+                if vector is not None and i != table.padding_idx:
+                    table.weight[i] = vector
+                    found += 1
+            if table.padding_idx is not None:
+                table.weight[table.padding_idx].zero_()
+    return {f"{n}.weight" for n in tables}, found

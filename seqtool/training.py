@@ -62,7 +62,7 @@ class TrainConfig:
     keep: str = "best"  # what --out holds: the best dev evaluation's weights, or the last's
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     quiet: bool = False
-    pretrained_lr_scale: float = 1.0  # learning rate of --init's parameters, relative to lr
+    pretrained_lr_scale: float = 1.0  # rate of --init's or --embeddings' weights, relative to lr
     gradual_unfreezing: bool = False  # recorded here; the thaw epochs come with `pretrained`
 
 
@@ -159,7 +159,7 @@ RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "max_minutes", "patience",
                                "quiet", "resume", "out"})
 # Options naming files whose content, not name, belongs to the run.
 DATA_FILES = frozenset({"train_path", "dev_path", "train_src", "train_tgt", "dev_src",
-                        "dev_tgt", "tokenizer_path", "init"})
+                        "dev_tgt", "tokenizer_path", "init", "embeddings"})
 
 
 def file_digest(path: str | None) -> str | None:
