@@ -20,6 +20,11 @@ model such a run adapted (kept with `--keep`) and reads its minutes from it. Wit
 `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`), leaving
 results/pretrain.md as it was.
 
+With `--vectors FILE` a third S1 row starts the same GRU from word vectors instead
+(`--embeddings FILE` and `--vector-options`, by default a 16,000-piece vocabulary of 100-dimensional
+embeddings, as chosen on dev: README, "Word vectors"): pretrained on far more text, outside
+seqtool. Build the file with `python corpora/prepare.py --only embeddings`.
+
 One thread per training, `--jobs` at once. The finetuning rate of the pretrained layers
 (--pretrained-lr-scale) is chosen on dev with the first seed when several `--scales` are given;
 test is read once per trained model, after every choice is made. The cost of pretraining is the
@@ -28,6 +33,7 @@ language models' own training time, read from their checkpoints.
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
         [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 14]
         [--finetune-options "--gradual-unfreezing"] [--adapted lm-adapted.pt] [--results NAME]
+        [--vectors corpora/embeddings/glove-6b-100d.vec]
 
 The language models (commands as recorded in results/pretrain.md):
     P=corpora/pretraining
@@ -149,8 +155,11 @@ def test_accuracy(path: str) -> float:
 
 def s1_rows(runs: list[dict], scale: str) -> tuple[list[list], dict]:
     rows, summary = [], {}
-    for label, name in (("from scratch", "scratch"), ("pretrained, finetuned", f"init-{scale}")):
+    for label, name in (("from scratch", "scratch"), ("pretrained, finetuned", f"init-{scale}"),
+                        ("word vectors (GloVe), finetuned", "vectors")):
         chosen = [r for r in runs if r["name"] == name]
+        if not chosen:
+            continue
         test = [r["test_accuracy"] for r in chosen]
         dev = [r["dev_accuracy"] for r in chosen]
         summary[name] = {"dev_mean": statistics.mean(dev), "test_mean": statistics.mean(test),
@@ -206,6 +215,9 @@ def main() -> None:
                         "of an earlier --adapt-epochs run; its minutes are read from it")
     parser.add_argument("--finetune-options", default="",
                         help="more options of the finetuned S1 runs, e.g. --gradual-unfreezing")
+    parser.add_argument("--vectors", help="word vectors for a third S1 row (--embeddings)")
+    parser.add_argument("--vector-options", default="--embed-dim 100 --vocab-size 16000",
+                        help="options of the word-vector runs (after the shipped settings)")
     parser.add_argument("--results", help="name of the results file (default: pretrain, or "
                         "pretrain-s1 without --lm-lstm)")
     args = parser.parse_args()
@@ -226,6 +238,11 @@ def main() -> None:
             if args.adapt_epochs else None
         # The runs from scratch need no language model: they fill the threads meanwhile.
         scratch_jobs = [pool.submit(train, "scratch", seed, work, []) for seed in args.seeds]
+        if args.vectors:
+            vectors = ["--embeddings", str(Path(args.vectors).resolve()),
+                       *args.vector_options.split()]
+            scratch_jobs += [pool.submit(train, "vectors", seed, work, vectors)
+                             for seed in args.seeds]
         adapted = adapting.result() if adapting else None
         if args.adapted:
             adapted = adapted_language_model(Path(args.adapted).resolve())
@@ -260,7 +277,8 @@ def main() -> None:
         f"{first}): " + ", ".join(f"scale {r['name'].removeprefix('init-')}: dev "
                                    f"{r['dev_accuracy']:.4f}" for r in choice_runs)
         + f" -> {scale}.\n\nCommands: "
-        + "; ".join(f"`{r['command']}`" for r in runs[:1] + runs[-1:]))
+        + "; ".join(f"`{r['command']}`" for r in
+                    {r["name"]: r for r in reversed(runs)}.values()))
     lm_line, lm_info = language_model_line(args.lm)
     results = {"runs": runs, "summary": summary, "chosen_scale": scale,
                "language_model": lm_info, "adapted": adapted}

@@ -357,7 +357,9 @@ def embeddings_option(f):
     return click.option("--embeddings", type=click.Path(dir_okay=False),
                         help="Initialise the piece embeddings from word vectors in the text "
                              "format of GloVe, word2vec or fastText (`word v1 ... vD` a line; "
-                             "D must equal --embed-dim), e.g. corpora/embeddings/glove-100d.vec. "
+                             "D must equal --embed-dim), e.g. GloVe's "
+                             "corpora/embeddings/glove-6b-100d.vec (python corpora/prepare.py "
+                             "--only embeddings). "
                              "Pieces that are no word of the file start at random.")(f)
 
 

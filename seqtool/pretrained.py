@@ -10,6 +10,9 @@ discriminative rates do, or join one layer an epoch (`--gradual-unfreezing`). On
 dev the full rate from the start did best, and adapting the language model to the snippets'
 text first helped (see README, "Pretraining and finetuning"). A model of the task itself can
 also be the start (warm start): all its weights go on, with other options or data.
+
+Word vectors learned elsewhere on far more text (GloVe, word2vec, fastText; `--embeddings
+FILE`) can start the piece embeddings instead: a piece that spells a word takes its vector.
 """
 
 from __future__ import annotations
