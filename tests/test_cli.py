@@ -93,6 +93,15 @@ def test_tokenizer_train_and_tokenize_roundtrip(tmp_path):
     assert all(i.isdigit() for i in ids)
 
 
+def test_a_lowercase_tokenizer_folds_case_of_every_text_it_reads(tmp_path):
+    model = tmp_path / "tok.model"
+    run_cli("tokenizer", "train", "--column", "2", "--vocab-size", "50", "--lowercase",
+            "--out", model, TOY / "sentiment.tsv")
+    upper, lower = (run_cli("tokenize", "-m", model, text).output
+                    for text in ("I LOVE My Cat.", "i love my cat."))
+    assert upper == lower and "▁" in lower
+
+
 def test_config_file_supplies_options(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('epochs = 2\nhidden-dim = 8\nembed-dim = 8\nvocab-size = 40\n'
