@@ -143,15 +143,21 @@ def read_word_vectors(path: str | Path, wanted: Collection[str]) -> dict[str, to
     vectors: dict[str, torch.Tensor] = {}
     dim = None
     try:
-        with open(path, encoding="utf-8", errors="strict") as f:
+        # Bytes, so a bad byte is named by its line and unwanted lines cost a split only.
+        with open(path, "rb") as f:
             for number, line in enumerate(f, 1):
-                word, _, rest = line.rstrip("\n").rstrip(" ").partition(" ")
+                head, _, rest = line.rstrip(b"\r\n").rstrip(b" ").partition(b" ")
+                try:
+                    word = head.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise SeqtoolError(f"not UTF-8 text ({e.reason})", str(path),
+                                       number) from None
                 if number == 1 and word.isdigit() and rest.strip().isdigit():
                     continue  # word2vec's "count dimensions" header
                 if word not in wanted or word in vectors:
                     continue
                 try:
-                    values = [float(v) for v in rest.split(" ")]
+                    values = [float(v) for v in rest.split(b" ")]
                 except ValueError:
                     raise SeqtoolError("expected a word and its numbers, separated by single "
                                        "spaces", str(path), number) from None
@@ -161,8 +167,6 @@ def read_word_vectors(path: str | Path, wanted: Collection[str]) -> dict[str, to
                     raise SeqtoolError(f"{len(values)} numbers where the file's first vector "
                                        f"has {dim}", str(path), number)
                 vectors[word] = torch.tensor(values)
-    except UnicodeDecodeError as e:
-        raise SeqtoolError(f"not UTF-8 text ({e.reason})", str(path)) from None
     except OSError as e:
         raise SeqtoolError(f"cannot read: {e.strerror or e}", str(path)) from None
     return vectors

@@ -34,10 +34,11 @@ def test_reads_only_the_wanted_words_with_or_without_a_header(tmp_path, header):
 @pytest.mark.parametrize("body, line, message", [
     ("cat 1 2\ndog 1 x\n", 2, "numbers"),
     ("cat 1 2\ndog 1 2 3\n", 2, "3 numbers where the file's first vector has 2"),
+    ("cat 1 2\nd\xf6g 1 2\n", 2, "not UTF-8"),
 ])
 def test_a_bad_line_is_named(tmp_path, body, line, message):
     path = tmp_path / "v.vec"
-    path.write_text(body)
+    path.write_bytes(body.encode("latin-1"))
     with pytest.raises(SeqtoolError, match=message) as error:
         read_word_vectors(path, {"cat", "dog"})
     assert error.value.line == line and error.value.path == str(path)
