@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import TOY, run_cli, run_seqtool
@@ -127,3 +129,17 @@ def test_embeddings_with_init_or_a_bad_file_is_one_line(tmp_path, toy_generator)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_pretrain_starts_its_embeddings_from_vectors(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("".join(line.split("\t")[1].lower() + "\n" for line in
+                            (TOY / "sentiment.tsv").read_text().splitlines()))
+    out = tmp_path / "lm.pt"
+    result = run_cli("pretrain", "--train", text, "--dev", text, "--out", out, "--embeddings",
+                     toy_vectors(tmp_path), "--embed-dim", "16", "--hidden-dim", "8",
+                     "--vocab-size", "60", "--lowercase", "--epochs", "2", "--max-tokens",
+                     "200")
+    found = re.search(r"(\d+) of \d+ pieces are words with a vector", result.output)
+    assert found and int(found.group(1)) >= 3
+    assert Checkpoint.load(out).task == "pretrain"
