@@ -676,8 +676,8 @@ def pretrain(train_path, dev_path, **opts):
 
     model_opts = {k: opts.pop(k) for k in (*ARCHITECTURE, "dropout")}
     if opts["init"]:  # its sizes, whatever the flags say
-        model_opts.update({k: load_language_model(opts["init"]).model_config[k]
-                           for k in ARCHITECTURE})
+        sizes = load_language_model(opts["init"]).model_config
+        model_opts.update({k: sizes[k] for k in ARCHITECTURE})
     max_length = opts.pop("max_length")
     refuse_overwriting_data(opts, *train_path, dev_path, opts["init"])
     train_texts = [line for path in train_path for _, line in iter_lines(path)]
