@@ -7,7 +7,7 @@ Also the training loop's tokens/s against a bare PyTorch loop with the same mode
 batches, and `seqtool classify` throughput.
 
     pip install fasttext-numpy2 vaderSentiment   # peers only, not project dependencies
-    python benchmarks/bench_classify.py [--seeds 3] [--reuse-seqtool]
+    python benchmarks/bench_classify.py [--seeds 3] [--reuse-seqtool] [--vectors FILE.vec]
     python benchmarks/bench_classify.py --select  # dev-only choice of the shipped settings
 
 --reuse-seqtool takes the seqtool seed runs (3 ensemble trainings, the expensive part) from
@@ -122,14 +122,38 @@ def fasttext_predict(model, pairs: list[tuple[str, str]]) -> list[str]:
     return [ls[0].removeprefix("__label__") for ls in labels]
 
 
-def fasttext_peer(seeds: list[int], workdir: Path) -> dict:
-    """Settings chosen by dev accuracy (seed 1); then each seed's model reads test once."""
+def training_words_vectors(vectors: Path, workdir: Path) -> tuple[Path, int]:
+    """The lines of `vectors` for the words of the preprocessed training text, and their
+    dimension. fastText sets pretrained rows only for words of its training dictionary, so
+    this equals the whole file and loads in a second instead of a minute."""
+    words = {w for _, text in read_split("train") for w in fasttext_normalize(text).split()}
+    out = workdir / "train-words.vec"
+    rows = []
+    with vectors.open(encoding="utf-8") as f:
+        for line in f:
+            word, _, rest = line.partition(" ")
+            if word in words:
+                rows.append(line)
+    dim = len(rows[0].split()) - 1
+    out.write_text(f"{len(rows)} {dim}\n" + "".join(rows), encoding="utf-8")
+    return out, dim
+
+
+def fasttext_peer(seeds: list[int], workdir: Path, vectors: Path | None = None) -> dict:
+    """Settings chosen by dev accuracy (seed 1); then each seed's model reads test once.
+    With `vectors` the input vectors start from them (-pretrainedVectors, -dim theirs)."""
     import itertools
 
     dev = read_split("dev")
+    space = dict(FASTTEXT_GRID)
+    fixed: dict = {}
+    if vectors:
+        path, dim = training_words_vectors(vectors, workdir)
+        space.pop("dim")
+        fixed = {"dim": dim, "pretrainedVectors": str(path)}
     grid = []
-    for values in itertools.product(*FASTTEXT_GRID.values()):
-        settings = dict(zip(FASTTEXT_GRID, values))
+    for values in itertools.product(*space.values()):
+        settings = {**dict(zip(space, values)), **fixed}
         try:
             model, _ = fasttext_train(settings, seeds[0], workdir)
         except RuntimeError:  # "Encountered NaN": this learning rate diverges
@@ -138,7 +162,7 @@ def fasttext_peer(seeds: list[int], workdir: Path) -> dict:
         grid.append({**settings, "dev_accuracy": accuracy(fasttext_predict(model, dev), dev)})
     best = max((row for row in grid if row["dev_accuracy"] is not None),
                key=lambda row: row["dev_accuracy"])
-    settings = {k: best[k] for k in FASTTEXT_GRID}
+    settings = {k: best[k] for k in space} | fixed
     test = read_split("test")
     runs = []
     for seed in seeds:
@@ -329,6 +353,9 @@ def main() -> None:
                         help="choose case/EMA/vocabulary/dropout on dev; writes classify-selection")
     parser.add_argument("--reuse-seqtool", action="store_true",
                         help="reuse the seqtool seed runs of results/classify.json, marked so")
+    parser.add_argument("--vectors", type=Path,
+                        help="word vectors (corpora/embeddings/glove-6b-100d.vec): adds fastText "
+                             "started from them, as the shipped classifier is")
     args = parser.parse_args()
     if args.select:
         with tempfile.TemporaryDirectory() as tmp:
@@ -353,6 +380,7 @@ def main() -> None:
                   else "seqtool GRU (previous shipped command, retrained)")
     with tempfile.TemporaryDirectory() as tmp:
         fasttext = fasttext_peer(seeds, Path(tmp))
+        fasttext_vectors = fasttext_peer(seeds, Path(tmp), args.vectors) if args.vectors else None
     vader = vader_peer()
     shipped = {split: evaluate_shipped(split) for split in ("dev", "test")}
     overhead = engine_overhead()
@@ -365,6 +393,7 @@ def main() -> None:
         return statistics.pstdev(r[key] for r in rows)
 
     ft = fasttext["settings"]
+    fv = fasttext_vectors["settings"] if fasttext_vectors else {}
     quality = table(
         ["system", "settings chosen on", "dev accuracy", "test accuracy (mean)", "± std",
          "train seconds (mean)", "seeds", "measured"],
@@ -378,6 +407,14 @@ def main() -> None:
           mean(fasttext["runs"], "dev_accuracy"), mean(fasttext["runs"], "accuracy"),
           spread(fasttext["runs"], "accuracy"), mean(fasttext["runs"], "seconds"), len(seeds),
           "this run"],
+         *([[f"fastText + {args.vectors.name} (epoch {fv['epoch']}, lr {fv['lr']}, "
+             f"wordNgrams {fv['wordNgrams']}, dim {fv['dim']})",
+             f"dev ({len(fasttext_vectors['grid'])}-point grid)",
+             mean(fasttext_vectors["runs"], "dev_accuracy"),
+             mean(fasttext_vectors["runs"], "accuracy"),
+             spread(fasttext_vectors["runs"], "accuracy"),
+             mean(fasttext_vectors["runs"], "seconds"), len(seeds), "this run"]]
+           if fasttext_vectors else []),
          [f"VADER, compound >= {vader['threshold_dev']:.4g}", "dev (threshold)",
           vader["dev_accuracy"]["tuned"], vader["accuracy"]["tuned"], "-", "-", "-",
           "this run"],
@@ -387,7 +424,9 @@ def main() -> None:
              "shuffle), punctuation split off and lower-cased as in its tutorials, 1 thread; "
              "settings picked by dev accuracy (seed 1) over "
              + ", ".join(f"{k} {v}" for k, v in FASTTEXT_GRID.items())
-             + "; test read once per seed. VADER scores the raw text.")
+             + "; test read once per seed. VADER scores the raw text."
+             + (" fastText with vectors: -pretrainedVectors (the lines of the training text's "
+                "words), dim theirs, the same grid otherwise." if fasttext_vectors else ""))
     engine = table(
         ["loop", "train tokens/s", "ratio to bare"],
         [["bare PyTorch", overhead["bare"], 1.0],
@@ -397,7 +436,8 @@ def main() -> None:
                          speed["seconds"], speed["sentences_per_s"]]])
     notes += f" The retrained seqtool rows ran: `{ours_command}`."
     record("classify", {"seqtool": ours, "seqtool_source": ours_source, "shipped": shipped,
-                        "fasttext": fasttext, "vader": vader, "engine": overhead,
+                        "fasttext": fasttext, "fasttext_vectors": fasttext_vectors,
+                        "vader": vader, "engine": overhead,
                         "classify_throughput": speed},
            f"{quality}\n\n{notes}\n\n{engine}\n\n{throughput}")
 
