@@ -26,6 +26,7 @@ from torch import nn
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
 from seqtool.models import Classifier, Generator, LanguageModel
+from seqtool.tokenizer import PAD
 
 RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}
 ARCHITECTURE = ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional")
@@ -194,16 +195,13 @@ def init_word_vectors(model: nn.Module, pieces: Sequence[str],
         raise SeqtoolError(f"--embeddings: the vectors have {dim} dimensions, the model's "
                            f"embeddings {width} (pass --embed-dim {dim})", name)
     spread = torch.stack(list(vectors.values())).std().item()
-    found = 0
+    rows = {i: vectors.get(word, vectors.get(word.lower())) for i, word in enumerate(words)
+            if i != PAD}
+    rows = {i: vector for i, vector in rows.items() if vector is not None}
     with torch.no_grad():
         for table in tables.values():
             table.weight.normal_(0.0, spread)
-            found = 0
-            for i, word in enumerate(words):
-                vector = vectors.get(word, vectors.get(word.lower()))
-                if vector is not None and i != table.padding_idx:
-                    table.weight[i] = vector
-                    found += 1
-            if table.padding_idx is not None:
-                table.weight[table.padding_idx].zero_()
-    return {f"{n}.weight" for n in tables}, found
+            for i, vector in rows.items():
+                table.weight[i] = vector
+            table.weight[PAD].zero_()
+    return {f"{n}.weight" for n in tables}, len(rows)
