@@ -689,6 +689,31 @@ def pretrain(train_path, dev_path, **opts):
 # ----------------------------------------------------------------------------- prediction
 
 
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The combined checkpoint.")
+@click.option("--half-checkpoint", is_flag=True, help="Store the weights in fp16.")
+def ensemble(checkpoints, out, half_checkpoint):
+    """Combine classifiers trained apart into one that averages them.
+
+    Each part keeps its own tokenizer and weights, so classifiers started from word vectors,
+    from a language model or from scratch can vote together; each counts by its number of
+    GRUs. The result works wherever a classifier does (classify, embed, evaluate).
+
+    \b
+    Example:
+      seqtool ensemble vectors.pt lm-finetuned.pt -o combined.pt
+    """
+    from seqtool.combine import combine_classifiers
+
+    combined = combine_classifiers(checkpoints, out, "seqtool " + " ".join(sys.argv[1:]),
+                                   half_checkpoint)
+    members = sum(part["members"] for part in combined.meta["parts"])
+    click.echo(f"wrote {out}: {len(combined.meta['parts'])} classifiers, {members} GRUs",
+               err=True)
+
+
 def model_option(task: str):
     from seqtool.shipped import SHIPPED_MODELS
 

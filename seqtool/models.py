@@ -183,6 +183,47 @@ class Classifier(nn.Module):
         return loss, batch["labels"].numel()
 
 
+
+@dataclass
+class CombinedClassifierConfig(ConfigMixin):
+    parts: list[dict[str, Any]]  # one ClassifierConfig per combined checkpoint
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.parts, list) and self.parts
+                and all(isinstance(p, dict) for p in self.parts)):
+            raise ValueError("'parts' must be a non-empty list of classifier configurations")
+
+    @property
+    def num_classes(self) -> int:
+        return ClassifierConfig.from_dict(self.parts[0]).num_classes
+
+
+class ClassifierCombination(nn.Module):
+    """S1 classifiers trained apart, each reading the text through its own tokenizer (one
+    started from word vectors, one from a language model, say). The prediction is the mean
+    class distribution over all their GRUs: models started differently make different
+    mistakes, which is what averaging needs. `seqtool ensemble` builds one; prediction
+    (`predict.classify_outputs`) runs each part on its own pieces and calls `combine`."""
+
+    def __init__(self, config: CombinedClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.parts = nn.ModuleList(Classifier(ClassifierConfig.from_dict(p))
+                                   for p in config.parts)
+        if len({p.config.num_classes for p in self.parts}) != 1:
+            raise ValueError("combined classifiers must have the same number of classes")
+        self.tokenizers: list[Any] = []  # one per part, set when loaded (predict.load)
+
+    @property
+    def encoding_dim(self) -> int:
+        return sum(p.encoding_dim for p in self.parts)
+
+    def combine(self, part_probabilities: list[torch.Tensor]) -> torch.Tensor:
+        """[N, C] class distributions of the parts -> their mean, each weighted by its GRUs."""
+        weights = [len(p.members) for p in self.parts]
+        return sum(w * q for w, q in zip(weights, part_probabilities, strict=True)) / sum(weights)
+
+
 # ----------------------------------------------------------------------------- S2
 
 
@@ -611,5 +652,7 @@ MODELS = {
 
 
 def build_model(task: str, config: dict[str, Any]) -> nn.Module:
+    if task == "classify" and "parts" in config:
+        return ClassifierCombination(CombinedClassifierConfig.from_dict(config))
     model_cls, config_cls = MODELS[task]
     return model_cls(config_cls.from_dict(config))

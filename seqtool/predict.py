@@ -17,7 +17,7 @@ from torch import nn
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
 from seqtool.lexicon import Lexicon
-from seqtool.models import build_model
+from seqtool.models import ClassifierCombination, build_model
 from seqtool.search import Hypothesis, beam_search, greedy, sample
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.tokenizer import Tokenizer
@@ -80,18 +80,32 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SeqtoolError(f"damaged checkpoint: weights do not fit its model configuration "
                            f"({detail[:200]})", str(path)) from None
+    parts = model.parts if isinstance(model, ClassifierCombination) else [model]
     try:
-        src = Tokenizer(ckpt.tokenizers["src"])
-        tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else src
+        tokenizers = [Tokenizer(ckpt.tokenizers[part_tokenizer_key(i)])
+                      for i in range(len(parts))]
+        tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else tokenizers[0]
+    except KeyError as e:
+        raise SeqtoolError(f"damaged checkpoint: no tokenizer {e}", str(path)) from None
     except SeqtoolError as e:
         raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", str(path)) from None
-    _check_sizes(model.config, ckpt.labels, src, tgt, str(path))
+    for part, tokenizer in zip(parts, tokenizers, strict=True):
+        _check_sizes(part.config, ckpt.labels, tokenizer, tgt if part is model else tokenizer,
+                     str(path))
+    if isinstance(model, ClassifierCombination):
+        model.tokenizers = tokenizers
     stored = ckpt.meta.get("lexicon")
     if stored is not None and not (isinstance(stored, list)
                                    and all(isinstance(w, str) for w in stored)):
         raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
     model.to(resolve_device(device)).eval()
-    return Loaded(ckpt, model, src, tgt)
+    return Loaded(ckpt, model, tokenizers[0], tgt)
+
+
+def part_tokenizer_key(index: int) -> str:
+    """Where a checkpoint keeps the tokenizer of its `index`-th part (one part but for
+    classifiers combined by `seqtool ensemble`)."""
+    return "src" if index == 0 else f"src{index}"
 
 
 def _check_sizes(config: Any, labels: list[str], src: Tokenizer, tgt: Tokenizer,
@@ -131,6 +145,11 @@ def classify_outputs(
     Inputs longer than `max_length` pieces are cut (0 = no limit; a warning on stderr)."""
     from seqtool.tasks import classify_batch
 
+    if isinstance(model, ClassifierCombination):  # each part reads its own pieces
+        outputs = [classify_outputs(part, part_tokenizer, texts, batch_size, encode_only,
+                                    max_length)
+                   for part, part_tokenizer in zip(model.parts, model.tokenizers, strict=True)]
+        return torch.cat(outputs, -1) if encode_only else model.combine(outputs)
     model.eval()
     ids = tokenizer.encode_batch(list(texts), max_length=max_length)
     dim = model.encoding_dim if encode_only else model.config.num_classes
