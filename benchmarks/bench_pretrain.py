@@ -3,7 +3,7 @@ movie-snippets, for S1 (classify) and S2 (generate), with the cost of pretrainin
 
 S1: a single GRU classifier with the shipped classifier's settings and --ensemble 1 (lower-cased
 vocabulary of 8,000, EMA 0.99, dropout 0.3, patience 4, at most 12 epochs), from scratch and
-finetuned from the GRU language model (`--lm`), over several seeds.
+finetuned from the GRU language model (`--lm`; several give one row each), over several seeds.
 
 S2: the shipped generator's command from scratch (its own 4,000-piece vocabulary), and the same
 command finetuned from the LSTM language model (`--lm-lstm`, its tokenizer), each given the same
@@ -16,7 +16,7 @@ columns repeat.
 With `--adapt-epochs N`, the GRU language model first goes on for N epochs on the movie
 snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
 epoch), and S1 finetunes from that; its minutes count as S1's. `--adapted FILE` reuses the
-model such a run adapted (kept with `--keep`) and reads its minutes from it. Without
+model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minutes from it. Without
 `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`), leaving
 results/pretrain.md as it was.
 
@@ -66,6 +66,17 @@ SHIPPED_SETTINGS = ["--lowercase", "--ema", "0.99", "--vocab-size", "8000", "--d
                     "--patience", "4", "--epochs", "12", "--ensemble", "1"]
 
 
+def overridden(settings: list[str], extra: list[str]) -> list[str]:
+    """`settings` without the options (and their values) that `extra` gives again."""
+    kept, i = [], 0
+    while i < len(settings):
+        takes_value = i + 1 < len(settings) and not settings[i + 1].startswith("--")
+        if settings[i] not in extra:
+            kept += settings[i:i + 1 + takes_value]
+        i += 1 + takes_value
+    return kept
+
+
 def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
     """Train one single-GRU classifier on one thread; its best dev accuracy (test unread)."""
     from seqtool.checkpoint import Checkpoint
@@ -73,7 +84,7 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
     out = workdir / f"{name}-s{seed}.pt"
     args = ["train", "classify", "--train", str(DATA / "train.tsv"), "--dev",
             str(DATA / "dev.tsv"), "--out", str(out), "--seed", str(seed), "-q",
-            *SHIPPED_SETTINGS, *extra]
+            *overridden(SHIPPED_SETTINGS, extra), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT, env=env)
@@ -83,7 +94,7 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
             "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
 
 
-def adapt_language_model(lm: str, workdir: Path, epochs: int) -> dict:
+def adapt_language_model(lm: str, workdir: Path, epochs: int, index: int = 0) -> dict:
     """ULMFiT's second stage: the language model goes on over the snippets' training text."""
 
     texts = {}
@@ -91,7 +102,7 @@ def adapt_language_model(lm: str, workdir: Path, epochs: int) -> dict:
         texts[split] = workdir / f"snippets-{split}.txt"
         texts[split].write_text("".join(line.split("\t", 1)[1] + "\n" for line in
                                         (DATA / f"{split}.tsv").read_text().splitlines()))
-    out = workdir / "lm-adapted.pt"
+    out = workdir / ("lm-adapted.pt" if index == 0 else f"lm{index}-adapted.pt")
     args = ["pretrain", "--init", str(Path(lm).resolve()), "--train", str(texts["train"]),
             "--dev", str(texts["dev"]), "--out", str(out), "--epochs", str(epochs),
             "--patience", "2", "--seed", "1", "-q"]
@@ -153,9 +164,17 @@ def test_accuracy(path: str) -> float:
     return json.loads(report)["accuracy"]
 
 
-def s1_rows(runs: list[dict], scale: str) -> tuple[list[list], dict]:
+def init_name(index: int, scale: str) -> str:
+    """The runs finetuned from the index-th language model at this rate."""
+    return f"init-{scale}" if index == 0 else f"init{index}-{scale}"
+
+
+def s1_rows(runs: list[dict], scales: list[str], lm_labels: list[str]
+            ) -> tuple[list[list], dict]:
     rows, summary = [], {}
-    for label, name in (("from scratch", "scratch"), ("pretrained, finetuned", f"init-{scale}"),
+    for label, name in (("from scratch", "scratch"),
+                        *((f"pretrained{label}, finetuned", init_name(i, scale))
+                          for i, (label, scale) in enumerate(zip(lm_labels, scales))),
                         ("word vectors (GloVe), finetuned", "vectors")):
         chosen = [r for r in runs if r["name"] == name]
         if not chosen:
@@ -181,6 +200,12 @@ def s2_rows(generators: list[dict]) -> list[list]:
     return rows
 
 
+def started_from_vectors(path: str) -> bool:
+    from seqtool.checkpoint import Checkpoint
+
+    return "embeddings" in Checkpoint.load(path).meta.get("run", {}).get("data", {})
+
+
 def language_model_line(path: str) -> tuple[str, dict]:
     from seqtool.checkpoint import Checkpoint
 
@@ -201,7 +226,8 @@ def language_model_line(path: str) -> tuple[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lm", required=True, help="GRU language model of `seqtool pretrain`")
+    parser.add_argument("--lm", required=True, nargs="+",
+                        help="GRU language models of `seqtool pretrain` (one S1 row each)")
     parser.add_argument("--lm-lstm", help="LSTM language model for S2 (none: S1 only)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--scales", nargs="+", default=["0.5", "1.0"])
@@ -211,8 +237,9 @@ def main() -> None:
     parser.add_argument("--keep", help="folder to keep the trained models in (default: none)")
     parser.add_argument("--adapt-epochs", type=int, default=0,
                         help="epochs of the GRU language model on the snippets first (0 = off)")
-    parser.add_argument("--adapted", help="reuse the adapted language model (lm-adapted.pt) "
-                        "of an earlier --adapt-epochs run; its minutes are read from it")
+    parser.add_argument("--adapted", nargs="+", help="reuse the adapted language models "
+                        "(lm-adapted.pt, one per --lm) of an earlier --adapt-epochs run; their "
+                        "minutes are read from them")
     parser.add_argument("--finetune-options", default="",
                         help="more options of the finetuned S1 runs, e.g. --gradual-unfreezing")
     parser.add_argument("--vectors", help="word vectors for a third S1 row (--embeddings)")
@@ -221,6 +248,8 @@ def main() -> None:
     parser.add_argument("--results", help="name of the results file (default: pretrain, or "
                         "pretrain-s1 without --lm-lstm)")
     args = parser.parse_args()
+    if args.adapted and len(args.adapted) != len(args.lm):
+        parser.error("give one --adapted model per --lm")
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         work = Path(args.keep or tmp)
@@ -234,8 +263,8 @@ def main() -> None:
                             ["--vocab-size", "4000"]),
                 pool.submit(train_generator, "generator-finetuned", work, args.s2_minutes,
                             lstm_init)]
-        adapting = pool.submit(adapt_language_model, args.lm, work, args.adapt_epochs) \
-            if args.adapt_epochs else None
+        adapting = [pool.submit(adapt_language_model, lm, work, args.adapt_epochs, i)
+                    for i, lm in enumerate(args.lm)] if args.adapt_epochs else []
         # The runs from scratch need no language model: they fill the threads meanwhile.
         scratch_jobs = [pool.submit(train, "scratch", seed, work, []) for seed in args.seeds]
         if args.vectors:
@@ -243,22 +272,27 @@ def main() -> None:
                        *args.vector_options.split()]
             scratch_jobs += [pool.submit(train, "vectors", seed, work, vectors)
                              for seed in args.seeds]
-        adapted = adapting.result() if adapting else None
+        adapted = [job.result() for job in adapting]
         if args.adapted:
-            adapted = adapted_language_model(Path(args.adapted).resolve())
-        init = ["--init", adapted["path"] if adapted else str(Path(args.lm).resolve()),
-                *args.finetune_options.split()]
+            adapted = [adapted_language_model(Path(a).resolve()) for a in args.adapted]
         first = args.seeds[0]
-        # Dev-only choice of the finetuning rate, with the first seed.
-        choice_runs = list(pool.map(
-            lambda scale: train(f"init-{scale}", first, work,
-                                [*init, "--pretrained-lr-scale", scale]), args.scales))
-        best = max(choice_runs, key=lambda r: r["dev_accuracy"])
-        scale = best["name"].removeprefix("init-")
-        jobs = [(f"init-{scale}", seed, [*init, "--pretrained-lr-scale", scale])
-                for seed in args.seeds[1:]]
-        runs = [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs),
-                *(job.result() for job in scratch_jobs)]
+        init_runs, choices, scales = [], [], []
+        for i, lm in enumerate(args.lm):
+            init = ["--init", adapted[i]["path"] if adapted else str(Path(lm).resolve()),
+                    *args.finetune_options.split()]
+            # Dev-only choice of the finetuning rate, with the first seed.
+            choice_runs = list(pool.map(
+                lambda scale, i=i, init=init: train(init_name(i, scale), first, work,
+                                                    [*init, "--pretrained-lr-scale", scale]),
+                args.scales))
+            best = max(choice_runs, key=lambda r: r["dev_accuracy"])
+            scale = args.scales[choice_runs.index(best)]
+            jobs = [(init_name(i, scale), seed, [*init, "--pretrained-lr-scale", scale])
+                    for seed in args.seeds[1:]]
+            init_runs += [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs)]
+            choices.append(choice_runs)
+            scales.append(scale)
+        runs = [*init_runs, *(job.result() for job in scratch_jobs)]
         for run in runs:  # test, once per model, after all choices
             run["test_accuracy"] = test_accuracy(run["path"])
         generators = [job.result() for job in generator_jobs]
@@ -269,26 +303,33 @@ def main() -> None:
             g["evaluations"] = list(pool.map(lambda e, g=g: generator_scores(g["path"], *e),
                                              settings))
 
-    rows, summary = s1_rows(runs, scale)
+    lm_labels = ["" if len(args.lm) == 1 else
+                 " (LM started from word vectors)" if started_from_vectors(lm) else " (LM)"
+                 for lm in args.lm]
+    rows, summary = s1_rows(runs, scales, lm_labels)
     markdown = table(["single GRU (S1)", "seeds", "dev accuracy", "test accuracy",
                       "training s"], rows)
     markdown += (
         "\n\nFinetuning rate of the pretrained layers chosen on dev (seed "
-        f"{first}): " + ", ".join(f"scale {r['name'].removeprefix('init-')}: dev "
-                                   f"{r['dev_accuracy']:.4f}" for r in choice_runs)
-        + f" -> {scale}.\n\nCommands: "
+        f"{first}): " + "; ".join(
+            (f"LM {i + 1}: " if len(args.lm) > 1 else "")
+            + ", ".join(f"scale {s}: dev {r['dev_accuracy']:.4f}"
+                        for s, r in zip(args.scales, choice_runs)) + f" -> {scale}"
+            for i, (choice_runs, scale) in enumerate(zip(choices, scales)))
+        + ".\n\nCommands: "
         + "; ".join(f"`{r['command']}`" for r in
                     {r["name"]: r for r in reversed(runs)}.values()))
-    lm_line, lm_info = language_model_line(args.lm)
-    results = {"runs": runs, "summary": summary, "chosen_scale": scale,
-               "language_model": lm_info, "adapted": adapted}
-    if adapted:
-        markdown += (f"\n\nS1 finetunes from the language model after "
-                     f"{len(adapted['history'])} epochs on the snippets' training text (the "
+    lm_lines, lm_infos = zip(*map(language_model_line, args.lm))
+    results = {"runs": runs, "summary": summary, "chosen_scales": scales,
+               "language_models": lm_infos, "adapted": adapted}
+    for i, a in enumerate(adapted):
+        markdown += (f"\n\nS1{lm_labels[i]} finetunes from the language model after "
+                     f"{len(a['history'])} epochs on the snippets' training text (the "
                      f"best of them on dev text): best dev perplexity on "
-                     f"the snippets {adapted['dev_perplexity']:.1f} (by epoch: "
-                     + ", ".join(f"{p:.1f}" for p in adapted["history"])
-                     + f"), {adapted['seconds'] / 60:.1f} minutes; `{adapted['command']}`")
+                     f"the snippets {a['dev_perplexity']:.1f} (by epoch: "
+                     + ", ".join(f"{p:.1f}" for p in a["history"])
+                     + f"), {a['seconds'] / 60:.1f} minutes; `{a['command']}`")
+    lm_line = "\n\n".join(lm_lines)
     if generators:
         markdown += "\n\n" + table(
             ["generator (S2)", "split", "lexicon", "guidance", "bits/char", "non-words",
