@@ -366,6 +366,10 @@ def main() -> None:
         if ours_source == "this run":
             ours_source = f"previous run ({previous['machine']['date']})"
     else:
+        if shipped_command()[:2] != ["train", "classify"]:
+            parser.error("the shipped classifier combines models trained apart (`seqtool "
+                         "ensemble`, see its model card); it has no one command to retrain: "
+                         "use --reuse-seqtool")
         with tempfile.TemporaryDirectory() as tmp:
             ours = [seqtool_run(s, Path(tmp)) for s in seeds]
         ours_source = "this run"

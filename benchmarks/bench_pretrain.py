@@ -62,6 +62,7 @@ from common import ROOT, evaluate_generator, record, table
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 GENERATOR_SETTINGS = ["--max-tokens", "1024", "--epochs", "40", "--patience", "3",
                       "--class-every-step", "--class-bias", "--half-checkpoint", "--seed", "1"]
+REUSE_KEPT = False  # --reuse-kept: a finished run of the same command in --keep is not redone
 SHIPPED_SETTINGS = ["--lowercase", "--ema", "0.99", "--vocab-size", "8000", "--dropout", "0.3",
                     "--patience", "4", "--epochs", "12", "--ensemble", "1"]
 
@@ -85,13 +86,19 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
     args = ["train", "classify", "--train", str(DATA / "train.tsv"), "--dev",
             str(DATA / "dev.tsv"), "--out", str(out), "--seed", str(seed), "-q",
             *overridden(SHIPPED_SETTINGS, extra), *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT, env=env)
+    command = "seqtool " + " ".join(args)
+    last = out.with_suffix(".last.pt")
+    reused = REUSE_KEPT and last.is_file() and Checkpoint.load(last).meta["command"] == command
+    if not reused:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT,
+                       env=env)
     meta = Checkpoint.load(out).meta
+    # The training loop's own clock over the whole run (evaluations included), as the last
+    # checkpoint records it, so a reused run counts as it did when it ran.
     return {"name": name, "seed": seed, "path": str(out), "dev_accuracy": meta["best_accuracy"],
-            "seconds": round(time.perf_counter() - start, 1),
-            "command": "seqtool " + " ".join(args).replace(str(ROOT) + "/", "")}
+            "seconds": round(Checkpoint.load(last).meta["train_seconds"], 1), "reused": reused,
+            "command": command.replace(str(ROOT) + "/", "")}
 
 
 def adapt_language_model(lm: str, workdir: Path, epochs: int, index: int = 0) -> dict:
@@ -247,7 +254,12 @@ def main() -> None:
                         help="options of the word-vector runs (after the shipped settings)")
     parser.add_argument("--results", help="name of the results file (default: pretrain, or "
                         "pretrain-s1 without --lm-lstm)")
+    parser.add_argument("--reuse-kept", action="store_true",
+                        help="take the S1 runs a previous run left in --keep with the same "
+                             "command instead of training them again")
     args = parser.parse_args()
+    global REUSE_KEPT
+    REUSE_KEPT = args.reuse_kept and bool(args.keep)
     if args.adapted and len(args.adapted) != len(args.lm):
         parser.error("give one --adapted model per --lm")
 

@@ -347,7 +347,8 @@ def init_options(f):
     return click.option("--init", type=click.Path(dir_okay=False),
                         help="Start from a language model of `seqtool pretrain`: its tokenizer "
                              "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "
-                             "and recurrent layers (sizes must match). Or from a model of this "
+                             "and recurrent layers (and their sizes, unless given). Or from a "
+                             "model of this "
                              "task with the same labels and sizes: its tokenizer and all its "
                              "weights, to go on with other options or data.")(f)
 
@@ -361,6 +362,23 @@ def embeddings_option(f):
                              "corpora/embeddings/glove-6b-100d.vec (python corpora/prepare.py "
                              "--only embeddings). "
                              "Pieces that are no word of the file start at random.")(f)
+
+
+def sizes_from_init(task_name: str, opts: dict[str, Any], model_opts: dict[str, Any]) -> None:
+    """With --init, the sizes the command line leaves at their defaults are the starting
+    model's (sizes given that differ from it stay, and fail in one line when copied)."""
+    from click.core import ParameterSource
+
+    from seqtool.pretrained import ARCHITECTURE, load_language_model
+
+    if not opts.get("init"):
+        return
+    ctx = click.get_current_context()
+    sizes = load_language_model(opts["init"], task_name).model_config
+    for name in ARCHITECTURE:
+        if (name in model_opts and name in sizes
+                and ctx.get_parameter_source(name) == ParameterSource.DEFAULT):
+            model_opts[name] = sizes[name]
 
 
 def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
@@ -499,6 +517,7 @@ def train_classify(train_path, dev_path, **opts):
     model_opts = {k: opts.pop(k) for k in
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
                    "ensemble")}
+    sizes_from_init("classify", opts, model_opts)
     alpha, max_length = opts.pop("subword_sampling"), opts.pop("max_length")
     refuse_overwriting_data(opts, train_path, dev_path, opts["init"])
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))
@@ -551,6 +570,7 @@ def train_generate(train_path, dev_path, **opts):
     model_opts = {k: opts.pop(k) for k in ("embed_dim", "hidden_dim", "layers", "dropout",
                                             "tie_embeddings", "class_every_step",
                                             "class_bias", "discriminative_weight")}
+    sizes_from_init("generate", opts, model_opts)
     max_length = opts.pop("max_length")
     refuse_overwriting_data(opts, train_path, dev_path, opts["init"])
     train_data, dev_data = list(read_labeled(train_path)), list(read_labeled(dev_path))

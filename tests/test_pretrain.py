@@ -135,12 +135,18 @@ def test_pretrain_then_finetune_end_to_end(tmp_path):
     lm = Checkpoint.load(lm_path)
     assert lm.task == "pretrain" and lm.meta["history"][-1]["bits_per_character"] > 0
     out = tmp_path / "classifier.pt"
-    run_cli("train", "classify", "--train", TOY / "sentiment.tsv", "--dev",
-            TOY / "sentiment.tsv", "--out", out, "--init", lm_path, "--embed-dim", "16",
-            "--hidden-dim", "16", "--epochs", "5", "--max-tokens", "64", "--warmup-steps", "0",
-            "--pretrained-lr-scale", "0", "--quiet")
+    finetune = ["train", "classify", "--train", TOY / "sentiment.tsv", "--dev",
+                TOY / "sentiment.tsv", "--out", out, "--init", lm_path, "--epochs", "5",
+                "--max-tokens", "64", "--warmup-steps", "0", "--pretrained-lr-scale", "0",
+                "--quiet"]
+    # A size given that differs from the language model's is one error line...
+    other = run_seqtool(*finetune, "--hidden-dim", "24")
+    assert other.returncode == 1 and "in the language model" in other.stderr
+    assert other.stderr.strip().count("\n") == 0 and not out.exists()
+    run_cli(*finetune)  # ... and sizes left out are the language model's (16, not 128/192)
     classifier = Checkpoint.load(out)
     assert classifier.tokenizers["src"] == lm.tokenizers["src"]
+    assert (classifier.model_config["embed_dim"], classifier.model_config["hidden_dim"]) == (16, 16)
     for name in ("embedding.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0_reverse"):
         assert torch.equal(classifier.weights[f"members.0.{name}"], lm.weights[name]), name
     # The class layer was trained: it moved from its seeded initialisation.
