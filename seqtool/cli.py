@@ -348,9 +348,8 @@ def init_options(f):
                         help="Start from a language model of `seqtool pretrain`: its tokenizer "
                              "(in place of --vocab-size, --lowercase, --tokenizer), embeddings "
                              "and recurrent layers (and their sizes, unless given). Or from a "
-                             "model of this "
-                             "task with the same labels and sizes: its tokenizer and all its "
-                             "weights, to go on with other options or data.")(f)
+                             "model of this task with the same labels and sizes: its tokenizer "
+                             "and all its weights, to go on with other options or data.")(f)
 
 
 def embeddings_option(f):

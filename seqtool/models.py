@@ -183,7 +183,6 @@ class Classifier(nn.Module):
         return loss, batch["labels"].numel()
 
 
-
 @dataclass
 class CombinedClassifierConfig(ConfigMixin):
     parts: list[dict[str, Any]]  # one ClassifierConfig per combined checkpoint
