@@ -16,9 +16,10 @@ columns repeat.
 With `--adapt-epochs N`, the GRU language model first goes on for N epochs on the movie
 snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
 epoch), and S1 finetunes from that; its minutes count as S1's. `--adapted FILE` reuses the
-model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minutes from it. Without
-`--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`), leaving
-results/pretrain.md as it was.
+model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minutes from it.
+`--reuse-kept` takes the S1 runs a previous run finished in `--keep` with the same command.
+Without `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`),
+leaving results/pretrain.md as it was.
 
 With `--vectors FILE` a third S1 row starts the same GRU from word vectors instead
 (`--embeddings FILE` and `--vector-options`, by default a 16,000-piece vocabulary of 100-dimensional
