@@ -438,15 +438,18 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
         pretrained = thaw_epochs(init_from_language_model(model, language_model, opts["init"]),
                                  bool(opts.get("gradual_unfreezing")))
     found_vectors = None
-    if opts.get("embeddings") and resumed is None:
-        from seqtool.pretrained import init_word_vectors, thaw_epochs
+    if opts.get("embeddings"):
+        from seqtool.pretrained import init_word_vectors, piece_embeddings, thaw_epochs
         from seqtool.tokenizer import Tokenizer
 
         tokenizer = Tokenizer(task.checkpoint(model).tokenizers["src"])
-        pieces = tokenizer.id_to_piece(range(tokenizer.vocab_size))
-        names, found = init_word_vectors(model, pieces, opts["embeddings"])
+        if resumed is None:
+            pieces = tokenizer.id_to_piece(range(tokenizer.vocab_size))
+            names, found = init_word_vectors(model, pieces, opts["embeddings"])
+            found_vectors = found, len(pieces)
+        else:  # the weights come from the checkpoint; the tables keep their own rate
+            names = {f"{n}.weight" for n in piece_embeddings(model, tokenizer.vocab_size)}
         pretrained = thaw_epochs(names, bool(opts.get("gradual_unfreezing")))
-        found_vectors = found, len(pieces)
     trainer = Trainer(model, task, config, out, pretrained)
     if found_vectors is not None:
         trainer.log(f"--embeddings: {found_vectors[0]} of {found_vectors[1]} pieces are words "

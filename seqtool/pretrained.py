@@ -173,6 +173,13 @@ def read_word_vectors(path: str | Path, wanted: Collection[str]) -> dict[str, to
     return vectors
 
 
+def piece_embeddings(model: nn.Module, vocab_size: int) -> dict[str, nn.Embedding]:
+    """The piece embedding tables of `model` by module name (one per ensemble member): what
+    `--embeddings` starts, and what a resumed run of it still treats as pretrained."""
+    return {n: m for n, m in model.named_modules()
+            if isinstance(m, nn.Embedding) and m.num_embeddings == vocab_size}
+
+
 def init_word_vectors(model: nn.Module, pieces: Sequence[str],
                       path: str | Path) -> tuple[set[str], int]:
     """Initialise every piece embedding table of `model` (one per ensemble member) from word
@@ -181,8 +188,7 @@ def init_word_vectors(model: nn.Module, pieces: Sequence[str],
     normal of the vectors' own spread, so all rows start on one scale. Returns the names of the
     tables' parameters (pretrained, as `--init`'s) and how many pieces found a vector."""
     name = str(path)
-    tables = {n: m for n, m in model.named_modules()
-              if isinstance(m, nn.Embedding) and m.num_embeddings == len(pieces)}
+    tables = piece_embeddings(model, len(pieces))
     if not tables:
         raise SeqtoolError("--embeddings: this model has no piece embeddings", name)
     words = [p.removeprefix(WORD_START) for p in pieces]

@@ -143,3 +143,27 @@ def test_pretrain_starts_its_embeddings_from_vectors(tmp_path):
     found = re.search(r"(\d+) of \d+ pieces are words with a vector", result.output)
     assert found and int(found.group(1)) >= 3
     assert Checkpoint.load(out).task == "pretrain"
+
+
+@pytest.mark.parametrize("task", ["classify", "pretrain"])
+def test_a_run_from_vectors_resumes_exactly(tmp_path, task):
+    """The vectors' tables keep their own rate (a second optimizer group) after --resume, so
+    the resumed run ends on the very weights of an uninterrupted one."""
+    from seqtool.training import last_path
+
+    data = TOY / "sentiment.tsv"
+    if task == "pretrain":
+        data = tmp_path / "text.txt"
+        data.write_text("".join(line.split("\t")[1].lower() + "\n" for line in
+                                (TOY / "sentiment.tsv").read_text().splitlines()))
+    command = ["train", "classify", "--pretrained-lr-scale", "0.5"] if task == "classify" \
+        else ["pretrain"]
+    options = [*command, "--train", data, "--dev", data, "--embeddings", toy_vectors(tmp_path),
+               "--embed-dim", "16", "--hidden-dim", "8", "--vocab-size", "60", "--lowercase",
+               "--epochs", "2", "--max-tokens", "64", "--warmup-steps", "0", "--quiet"]
+    run_cli(*options, "--out", tmp_path / "whole.pt")
+    run_cli(*options, "--out", tmp_path / "part.pt", "--max-steps", "3")
+    run_cli(*options, "--out", tmp_path / "part.pt", "--resume")
+    whole = Checkpoint.load(last_path(tmp_path / "whole.pt")).weights
+    resumed = Checkpoint.load(last_path(tmp_path / "part.pt")).weights
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
