@@ -495,8 +495,10 @@ def train() -> None:
               help="Read the text in both directions.")
 @click.option("--dropout", default=0.3, show_default=True, type=click.FloatRange(0, 1),
               help="Dropout rate.")
-@click.option("--pooling", type=click.Choice(["max", "mean", "last"]), default="max",
-              show_default=True, help="How the GRU states become one sentence vector.")
+@click.option("--pooling", type=click.Choice(["max", "mean", "last", "concat"]),
+              default="max", show_default=True,
+              help="How the GRU states become one sentence vector (concat: last, max and mean "
+              "side by side, as ULMFiT).")
 @click.option("--ensemble", default=1, show_default=True,
               help="Train N GRUs together and average their predictions.")
 @click.option("--subword-sampling", default=0.0, show_default=True,

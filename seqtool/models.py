@@ -114,8 +114,18 @@ class ClassifierConfig(ConfigMixin):
     layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
-    pooling: str = "max"  # max | mean | last (the course's y_h(T))
+    pooling: str = "max"  # max | mean | last (the course's y_h(T)) | concat (all three)
     ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
+
+
+# concat: ULMFiT's concat pooling, [y_h(T); max over t; mean over t] (Howard & Ruder 2018).
+POOLINGS = ("max", "mean", "last", "concat")
+
+
+def encoding_dim(c: ClassifierConfig) -> int:
+    """Size of one GRU's sentence vector."""
+    states = c.hidden_dim * (2 if c.bidirectional else 1)
+    return states * 3 if c.pooling == "concat" else states
 
 
 class GRUClassifier(nn.Module):
@@ -123,8 +133,8 @@ class GRUClassifier(nn.Module):
 
     def __init__(self, c: ClassifierConfig):
         super().__init__()
-        if c.pooling not in ("max", "mean", "last"):
-            raise ValueError(f"unknown pooling {c.pooling!r}: max, mean or last")
+        if c.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {c.pooling!r}: {', '.join(POOLINGS)}")
         self.config = c
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD)
         self.rnn = nn.GRU(
@@ -136,16 +146,19 @@ class GRUClassifier(nn.Module):
             dropout=c.dropout if c.layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(c.dropout)
-        self.output = nn.Linear(c.hidden_dim * (2 if c.bidirectional else 1), c.num_classes)
+        self.output = nn.Linear(encoding_dim(c), c.num_classes)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out, final = run_padded(self.rnn, self.dropout(self.embedding(tokens)), lengths)
-        if self.config.pooling == "last":
+        pooling = self.config.pooling
+        if pooling == "last":
             return final
         mask = length_mask(lengths, tokens.size(1)).unsqueeze(2)
-        if self.config.pooling == "max":
-            return out.masked_fill(~mask, float("-inf")).max(dim=1).values
-        return (out * mask).sum(1) / lengths.unsqueeze(1).to(out.dtype)
+        high = out.masked_fill(~mask, float("-inf")).max(dim=1).values
+        mean = (out * mask).sum(1) / lengths.unsqueeze(1).to(out.dtype)
+        if pooling == "max":
+            return high
+        return mean if pooling == "mean" else torch.cat([final, high, mean], -1)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.output(self.dropout(self.encode(tokens, lengths)))
@@ -162,8 +175,7 @@ class Classifier(nn.Module):
 
     @property
     def encoding_dim(self) -> int:
-        c = self.config
-        return c.hidden_dim * (2 if c.bidirectional else 1) * c.ensemble
+        return encoding_dim(self.config) * self.config.ensemble
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One vector per sentence [B, encoding_dim]: the sentence embedding."""

@@ -113,7 +113,7 @@ def test_teacher_forcing_equals_step_by_step_decoding(options):
 CLASSIFIERS = [
     dict(layers=layers, bidirectional=bidirectional, pooling=pooling, ensemble=ensemble)
     for layers, bidirectional, pooling, ensemble in itertools.product(
-        [1, 2], [True, False], ["last", "mean", "max"], [1, 2])
+        [1, 2], [True, False], ["last", "mean", "max", "concat"], [1, 2])
 ]
 
 
@@ -158,11 +158,15 @@ def test_ensemble_predicts_the_mean_of_its_members_distributions():
     assert not torch.equal(members[0], members[1])  # independently initialised
 
 
-def test_poolings_differ():
+def test_poolings_differ_and_concat_holds_the_other_three():
     batch = classify_batch(random_sentences(4, seed=4))
     scores = [small_classifier(pooling=p)(batch["tokens"], batch["lengths"])
               for p in ("last", "mean", "max")]
     assert not torch.allclose(scores[0], scores[1]) and not torch.allclose(scores[1], scores[2])
+    with torch.no_grad():
+        vectors = [small_classifier(pooling=p).encode(batch["tokens"], batch["lengths"])
+                   for p in ("last", "max", "mean", "concat")]
+    assert_same(vectors[3], torch.cat(vectors[:3], -1))  # same seed, same GRU
 
 
 # ----------------------------------------------------------------------------- S2
