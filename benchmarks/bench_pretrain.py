@@ -17,7 +17,9 @@ With `--adapt-epochs N`, the GRU language model first goes on for N epochs on th
 snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
 epoch), and S1 finetunes from that; its minutes count as S1's. `--adapted FILE` reuses the
 model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minutes from it.
-`--reuse-kept` takes the S1 runs a previous run finished in `--keep` with the same command.
+`--reuse-kept` takes the S1 runs a previous run finished in `--keep` with the same options.
+`--finetune-grid` first chooses the finetuning options on dev (all seeds, from `--grid-init`;
+results/pretrain-finetune-selection.md) and gives them to every finetuned row.
 Without `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`),
 leaving results/pretrain.md as it was.
 
@@ -34,6 +36,7 @@ language models' own training time, read from their checkpoints.
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
         [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 14]
         [--finetune-options "--gradual-unfreezing"] [--adapted lm-adapted.pt] [--results NAME]
+        [--finetune-grid "" "--dropout 0.2" "--pooling concat" ...] [--grid-init LM.pt]
         [--vectors corpora/embeddings/glove-6b-100d.vec]
 
 The language models (commands as recorded in results/pretrain.md):
@@ -79,6 +82,23 @@ def overridden(settings: list[str], extra: list[str]) -> list[str]:
     return kept
 
 
+def run_options(command: str) -> tuple[list[str], dict[str, str | None]]:
+    """What makes two training commands the same run: the words before the options, and each
+    option as the CLI reads it (the last of a repeated one wins; paths relative to the
+    repository), without where it writes (--out) or how loudly (-q)."""
+    words = command.replace(str(ROOT) + "/", "").split()
+    start = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+    options: dict[str, str | None] = {}
+    i = start
+    while i < len(words):
+        value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else None
+        options[words[i]] = value
+        i += 1 + (value is not None)
+    for quiet_or_where in ("--out", "-q", "--quiet"):
+        options.pop(quiet_or_where, None)
+    return words[:start], options
+
+
 def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
     """Train one single-GRU classifier on one thread; its best dev accuracy (test unread)."""
     from seqtool.checkpoint import Checkpoint
@@ -89,7 +109,8 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
             *overridden(SHIPPED_SETTINGS, extra), *extra]
     command = "seqtool " + " ".join(args)
     last = out.with_suffix(".last.pt")
-    reused = REUSE_KEPT and last.is_file() and Checkpoint.load(last).meta["command"] == command
+    reused = REUSE_KEPT and last.is_file() and (
+        run_options(Checkpoint.load(last).meta["command"]) == run_options(command))
     if not reused:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT,
@@ -172,6 +193,31 @@ def test_accuracy(path: str) -> float:
     return json.loads(report)["accuracy"]
 
 
+def select_finetuning(pool: ThreadPoolExecutor, grid: list[str], start: str,
+                      seeds: list[int], work: Path) -> str:
+    """The finetuning options of the grid with the best mean dev accuracy over the seeds (ties:
+    the earlier); writes results/pretrain-finetune-selection. Test is not read."""
+    jobs = [(options, seed) for options in grid for seed in seeds]
+    runs = list(pool.map(lambda job: train(
+        "grid" + "".join("-" + w.lstrip("-") for w in job[0].split()), job[1], work,
+        ["--init", str(Path(start).resolve()), *job[0].split()]), jobs))
+    means = {options: statistics.mean(r["dev_accuracy"] for (o, _), r in zip(jobs, runs)
+                                      if o == options) for options in grid}
+    chosen = max(grid, key=lambda options: means[options])  # max keeps the first of ties
+    rows = [[options or "(shipped settings)", *(round(r["dev_accuracy"], 4) for (o, _), r in
+                                                 zip(jobs, runs) if o == options),
+             round(means[options], 4), "yes" if options == chosen else ""]
+            for options in grid]
+    markdown = table(["finetuning options", *(f"dev seed {s}" for s in seeds), "dev mean",
+                      "chosen"], rows)
+    markdown += (f"\n\nSingle GRUs finetuned from `{start}` with the shipped settings plus each "
+                 "row's options; chosen by mean dev accuracy (1,059 sentences), test not read. "
+                 "Commands: " + "; ".join(f"`{r['command']}`" for r in runs))
+    record("pretrain-finetune-selection", {"runs": runs, "means": means, "chosen": chosen},
+           markdown)
+    return chosen
+
+
 def init_name(index: int, scale: str) -> str:
     """The runs finetuned from the index-th language model at this rate."""
     return f"init-{scale}" if index == 0 else f"init{index}-{scale}"
@@ -208,10 +254,14 @@ def s2_rows(generators: list[dict]) -> list[list]:
     return rows
 
 
-def started_from_vectors(path: str) -> bool:
+def language_model_label(path: str) -> str:
+    """How the S1 rows name a language model: its start and its minutes of pretraining."""
     from seqtool.checkpoint import Checkpoint
 
-    return "embeddings" in Checkpoint.load(path).meta.get("run", {}).get("data", {})
+    meta = Checkpoint.load(path).meta
+    start = "LM started from word vectors" if "embeddings" in meta.get("run", {}).get(
+        "data", {}) else "LM"
+    return f" ({start}, {(meta.get('train_seconds') or 0) / 60:.0f} min)"
 
 
 def language_model_line(path: str) -> tuple[str, dict]:
@@ -250,6 +300,11 @@ def main() -> None:
                         "minutes are read from them")
     parser.add_argument("--finetune-options", default="",
                         help="more options of the finetuned S1 runs, e.g. --gradual-unfreezing")
+    parser.add_argument("--finetune-grid", nargs="+", metavar="OPTIONS",
+                        help="choose --finetune-options on dev among these (each a string of "
+                             "options; '' = the shipped settings), all seeds, from --grid-init")
+    parser.add_argument("--grid-init", help="the language model the grid finetunes from "
+                        "(default: the first adapted one, or the first --lm)")
     parser.add_argument("--vectors", help="word vectors for a third S1 row (--embeddings)")
     parser.add_argument("--vector-options", default="--embed-dim 100 --vocab-size 16000",
                         help="options of the word-vector runs (after the shipped settings)")
@@ -289,10 +344,15 @@ def main() -> None:
         if args.adapted:
             adapted = [adapted_language_model(Path(a).resolve()) for a in args.adapted]
         first = args.seeds[0]
+        finetune_options = args.finetune_options
+        if args.finetune_grid:
+            start = args.grid_init or (adapted[0]["path"] if adapted else args.lm[0])
+            finetune_options = select_finetuning(pool, args.finetune_grid, start, args.seeds,
+                                                 work)
         init_runs, choices, scales = [], [], []
         for i, lm in enumerate(args.lm):
             init = ["--init", adapted[i]["path"] if adapted else str(Path(lm).resolve()),
-                    *args.finetune_options.split()]
+                    *finetune_options.split()]
             # Dev-only choice of the finetuning rate, with the first seed.
             choice_runs = list(pool.map(
                 lambda scale, i=i, init=init: train(init_name(i, scale), first, work,
@@ -316,9 +376,7 @@ def main() -> None:
             g["evaluations"] = list(pool.map(lambda e, g=g: generator_scores(g["path"], *e),
                                              settings))
 
-    lm_labels = ["" if len(args.lm) == 1 else
-                 " (LM started from word vectors)" if started_from_vectors(lm) else " (LM)"
-                 for lm in args.lm]
+    lm_labels = ["" if len(args.lm) == 1 else language_model_label(lm) for lm in args.lm]
     rows, summary = s1_rows(runs, scales, lm_labels)
     markdown = table(["single GRU (S1)", "seeds", "dev accuracy", "test accuracy",
                       "training s"], rows)
@@ -334,7 +392,11 @@ def main() -> None:
                     {r["name"]: r for r in reversed(runs)}.values()))
     lm_lines, lm_infos = zip(*map(language_model_line, args.lm))
     results = {"runs": runs, "summary": summary, "chosen_scales": scales,
-               "language_models": lm_infos, "adapted": adapted}
+               "language_models": lm_infos, "adapted": adapted,
+               "finetune_options": finetune_options}
+    if args.finetune_grid:
+        markdown += (f"\n\nFinetuning options chosen on dev among {len(args.finetune_grid)} "
+                     f"(results/pretrain-finetune-selection.md): `{finetune_options or '-'}`.")
     for i, a in enumerate(adapted):
         markdown += (f"\n\nS1{lm_labels[i]} finetunes from the language model after "
                      f"{len(a['history'])} epochs on the snippets' training text (the "
