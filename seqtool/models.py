@@ -118,6 +118,18 @@ class ClassifierConfig(ConfigMixin):
     ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
 
 
+def max_over_time(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] -> [B, H]: the largest value of each unit over each text's real positions."""
+    mask = length_mask(lengths, states.size(1)).unsqueeze(2)
+    return states.masked_fill(~mask, float("-inf")).max(dim=1).values
+
+
+def mean_over_time(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] -> [B, H]: the mean over each text's real positions."""
+    mask = length_mask(lengths, states.size(1)).unsqueeze(2)
+    return (states * mask).sum(1) / lengths.unsqueeze(1).to(states.dtype)
+
+
 # concat: ULMFiT's concat pooling, [y_h(T); max over t; mean over t] (Howard & Ruder 2018).
 POOLINGS = ("max", "mean", "last", "concat")
 
@@ -153,12 +165,11 @@ class GRUClassifier(nn.Module):
         pooling = self.config.pooling
         if pooling == "last":
             return final
-        mask = length_mask(lengths, tokens.size(1)).unsqueeze(2)
-        high = out.masked_fill(~mask, float("-inf")).max(dim=1).values
-        mean = (out * mask).sum(1) / lengths.unsqueeze(1).to(out.dtype)
         if pooling == "max":
-            return high
-        return mean if pooling == "mean" else torch.cat([final, high, mean], -1)
+            return max_over_time(out, lengths)
+        if pooling == "mean":
+            return mean_over_time(out, lengths)
+        return torch.cat([final, max_over_time(out, lengths), mean_over_time(out, lengths)], -1)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.output(self.dropout(self.encode(tokens, lengths)))
