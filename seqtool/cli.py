@@ -501,6 +501,11 @@ def train() -> None:
               "side by side, as ULMFiT).")
 @click.option("--ensemble", default=1, show_default=True,
               help="Train N GRUs together and average their predictions.")
+@click.option("--adversarial", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              metavar="RADIUS",
+              help="Adversarial training (Miyato et al. 2017): also learn from each text's "
+              "embeddings shifted, by RADIUS times their norm, the way that raises the loss "
+              "most (0 = off; each step costs about twice as much).")
 @click.option("--subword-sampling", default=0.0, show_default=True,
               help="Sample segmentations with this alpha while training (0 = off).")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),
@@ -520,7 +525,7 @@ def train_classify(train_path, dev_path, **opts):
 
     model_opts = {k: opts.pop(k) for k in
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
-                   "ensemble")}
+                   "ensemble", "adversarial")}
     sizes_from_init("classify", opts, model_opts)
     alpha, max_length = opts.pop("subword_sampling"), opts.pop("max_length")
     refuse_overwriting_data(opts, train_path, dev_path, opts["init"])

@@ -116,6 +116,7 @@ class ClassifierConfig(ConfigMixin):
     dropout: float = 0.3
     pooling: str = "max"  # max | mean | last (the course's y_h(T)) | concat (all three)
     ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
+    adversarial: float = 0.0  # radius of the adversarial shift of the embedded text, times its norm
 
 
 def max_over_time(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,10 @@ class GRUClassifier(nn.Module):
         self.output = nn.Linear(encoding_dim(c), c.num_classes)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, final = run_padded(self.rnn, self.dropout(self.embedding(tokens)), lengths)
+        return self.encode_embedded(self.embedding(tokens), lengths)
+
+    def encode_embedded(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out, final = run_padded(self.rnn, self.dropout(embedded), lengths)
         pooling = self.config.pooling
         if pooling == "last":
             return final
@@ -172,7 +176,25 @@ class GRUClassifier(nn.Module):
         return torch.cat([final, max_over_time(out, lengths), mean_over_time(out, lengths)], -1)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dropout(self.encode(tokens, lengths)))
+        return self.scores(self.embedding(tokens), lengths)
+
+    def scores(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class scores [B, C] of texts already embedded [B, T, E]."""
+        return self.output(self.dropout(self.encode_embedded(embedded, lengths)))
+
+
+def adversarial_shift(loss: torch.Tensor, embedded: torch.Tensor, lengths: torch.Tensor,
+                      radius: float) -> torch.Tensor:
+    """Adversarial training (Miyato, Dai & Goodfellow 2017): the shift of each embedded text
+    [B, T, E], of norm `radius` times the text's own norm, that raises the loss most to first
+    order: along the gradient. Relative to the text's norm, so the model cannot escape the
+    shift by growing its embeddings (the paper normalises the embeddings instead)."""
+    (grad,) = torch.autograd.grad(loss, embedded, retain_graph=True)
+    mask = length_mask(lengths, embedded.size(1)).unsqueeze(2)
+    grad = grad.detach() * mask
+    text_norm = torch.linalg.vector_norm(embedded.detach() * mask, dim=(1, 2), keepdim=True)
+    grad_norm = torch.linalg.vector_norm(grad, dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return radius * text_norm * grad / grad_norm
 
 
 class Classifier(nn.Module):
@@ -201,9 +223,23 @@ class Classifier(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        loss = sum(F.cross_entropy(m(batch["tokens"], batch["lengths"]).float(),
-                                   batch["labels"], reduction="sum") for m in self.members)
-        return loss, batch["labels"].numel()
+        """Summed cross-entropy of every member; with `adversarial`, in training, plus each
+        member's cross-entropy on its adversarially shifted embedded texts (the paper's sum)."""
+        tokens, lengths, labels = batch["tokens"], batch["lengths"], batch["labels"]
+        radius = self.config.adversarial if self.training else 0.0
+        total = torch.zeros((), device=tokens.device)
+        for member in self.members:
+            embedded = member.embedding(tokens)
+            if radius > 0 and not embedded.requires_grad:  # embeddings frozen
+                embedded.requires_grad_()
+            loss = F.cross_entropy(member.scores(embedded, lengths).float(), labels,
+                                   reduction="sum")
+            if radius > 0:
+                shift = adversarial_shift(loss, embedded, lengths, radius)
+                loss = loss + F.cross_entropy(member.scores(embedded + shift, lengths).float(),
+                                              labels, reduction="sum")
+            total = total + loss
+        return total, labels.numel()
 
 
 @dataclass

@@ -14,7 +14,13 @@ import pytest
 import torch
 from conftest import small_generator
 
-from seqtool.models import Classifier, ClassifierConfig, Translator, TranslatorConfig
+from seqtool.models import (
+    Classifier,
+    ClassifierConfig,
+    Translator,
+    TranslatorConfig,
+    adversarial_shift,
+)
 from seqtool.predict import sentence_nll
 from seqtool.tasks import classify_batch, generate_batch, translate_batch
 from seqtool.tokenizer import END, START
@@ -167,6 +173,44 @@ def test_poolings_differ_and_concat_holds_the_other_three():
         vectors = [small_classifier(pooling=p).encode(batch["tokens"], batch["lengths"])
                    for p in ("last", "max", "mean", "concat")]
     assert_same(vectors[3], torch.cat(vectors[:3], -1))  # same seed, same GRU
+
+
+def test_the_adversarial_shift_has_its_radius_and_raises_the_loss_more_than_chance():
+    model = small_classifier(seed=5).eval()
+    member = model.members[0]
+    batch = classify_batch(random_sentences(6, seed=6), [0, 1, 2, 0, 1, 2])
+    tokens, lengths, labels = batch["tokens"], batch["lengths"], batch["labels"]
+    embedded = member.embedding(tokens)
+
+    def loss_of(e: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(member.scores(e, lengths), labels,
+                                                 reduction="none")
+
+    radius = 0.01
+    shift = adversarial_shift(loss_of(embedded).sum(), embedded, lengths, radius)
+    padding = torch.arange(tokens.size(1)) >= lengths[:, None]
+    assert (shift[padding] == 0).all()
+    norms = torch.linalg.vector_norm(shift, dim=(1, 2))
+    assert_same(norms, radius * torch.linalg.vector_norm(embedded.detach(), dim=(1, 2)))
+    with torch.no_grad():
+        clean, attacked = loss_of(embedded), loss_of(embedded + shift)
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(shift.shape, generator=g, dtype=shift.dtype) * ~padding[..., None]
+        noise *= (norms / torch.linalg.vector_norm(noise, dim=(1, 2)))[:, None, None]
+        random = loss_of(embedded + noise)
+    # Each text's own shift raises its own loss, and by more than a random shift as long.
+    assert (attacked > clean).all() and (attacked - clean > (random - clean).abs()).all()
+
+
+def test_adversarial_training_adds_the_shifted_texts_loss_only_while_training():
+    batch = classify_batch(random_sentences(6, seed=7), [0, 1, 2, 0, 1, 2])
+    plain, adversarial = small_classifier(ensemble=2), small_classifier(ensemble=2,
+                                                                        adversarial=0.05)
+    clean = plain.train().loss(batch)[0]
+    assert_same(adversarial.eval().loss(batch)[0], clean)  # same seed, same weights
+    trained = adversarial.train().loss(batch)[0]
+    assert 2 * clean < trained < 2.5 * clean  # each member: clean + (slightly worse) shifted
+    check_learns(small_classifier(adversarial=0.05, pooling="last"), batch)
 
 
 # ----------------------------------------------------------------------------- S2

@@ -18,8 +18,9 @@ from seqtool.training import last_path
 
 # Each task with dropout on, so the random draws after the resume point matter too.
 RUNS = {
-    "classify-ema": ("classify", "sentiment.tsv",
-                     [*TINY_CLASSIFY, "--epochs", "8", "--dropout", "0.3", "--ema", "0.9"]),
+    "classify-ema-adversarial": ("classify", "sentiment.tsv",
+                                 [*TINY_CLASSIFY, "--epochs", "8", "--dropout", "0.3", "--ema",
+                                  "0.9", "--adversarial", "0.05"]),
     "generate": ("generate", "sentiment.tsv",
                  [*TINY_GENERATE, "--epochs", "8", "--dropout", "0.2"]),
     # bf16 autocast, and dev evaluation in the middle of an epoch.
@@ -53,8 +54,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, name):
     part_state = Checkpoint.load(last_path(part)).train_state
     assert part_state["step"] == full_state["step"] > 5
     assert same_weights(last_path(part), last_path(full))
-    if name == "classify-ema":
+    if name == "classify-ema-adversarial":
         assert all(torch.equal(a, b) for a, b in zip(part_state["ema"], full_state["ema"]))
+        assert Checkpoint.load(full).model_config["adversarial"] == 0.05
 
 
 def test_resume_takes_the_tokenizer_from_the_checkpoint(tmp_path, monkeypatch):
