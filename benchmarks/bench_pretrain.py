@@ -57,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,7 +67,7 @@ from common import ROOT, evaluate_generator, record, table
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 GENERATOR_SETTINGS = ["--max-tokens", "1024", "--epochs", "40", "--patience", "3",
                       "--class-every-step", "--class-bias", "--half-checkpoint", "--seed", "1"]
-REUSE_KEPT = False  # --reuse-kept: a finished run of the same command in --keep is not redone
+REUSE_KEPT = False  # --reuse-kept: a finished run of the same options in --keep is not redone
 SHIPPED_SETTINGS = ["--lowercase", "--ema", "0.99", "--vocab-size", "8000", "--dropout", "0.3",
                     "--patience", "4", "--epochs", "12", "--ensemble", "1"]
 
@@ -82,10 +83,33 @@ def overridden(settings: list[str], extra: list[str]) -> list[str]:
     return kept
 
 
+def option_defaults(words: list[str]) -> dict[str, object]:
+    """The defaults of the options of the seqtool command `words` names (`seqtool train
+    classify`), as the command line spells the options."""
+    import click
+
+    from seqtool.cli import cli
+
+    command: click.Command = cli
+    for word in words[1:]:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    return {opt: p.default for p in command.params if isinstance(p, click.Option)
+            and not p.is_flag and p.default is not None for opt in p.opts}
+
+
+def same_value(text: str, default: object) -> bool:
+    try:
+        return float(text) == float(default)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text == str(default)
+
+
 def run_options(command: str) -> tuple[list[str], dict[str, str | None]]:
     """What makes two training commands the same run: the words before the options, and each
     option as the CLI reads it (the last of a repeated one wins; paths relative to the
-    repository), without where it writes (--out) or how loudly (-q)."""
+    repository), without where it writes (--out), how loudly (-q), whether it resumed (a
+    resumed run ends as the uninterrupted one: tests/test_resume.py), or options given at
+    their default value."""
     words = command.replace(str(ROOT) + "/", "").split()
     start = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
     options: dict[str, str | None] = {}
@@ -94,9 +118,30 @@ def run_options(command: str) -> tuple[list[str], dict[str, str | None]]:
         value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else None
         options[words[i]] = value
         i += 1 + (value is not None)
-    for quiet_or_where in ("--out", "-q", "--quiet"):
-        options.pop(quiet_or_where, None)
-    return words[:start], options
+    for quiet_where_or_resumed in ("--out", "-q", "--quiet", "--resume"):
+        options.pop(quiet_where_or_resumed, None)
+    defaults = option_defaults(words[:start])
+    return words[:start], {o: v for o, v in options.items()
+                           if not (v is not None and o in defaults and same_value(v, defaults[o]))}
+
+
+FINISHED: dict[str, Path] = {}  # a run's options -> its --out, for runs finished or kept
+FINISHED_LOCK = threading.Lock()
+
+
+def finished_run(workdir: Path, command: str) -> Path | None:
+    """A finished run of the same options: one this benchmark trained already (a grid run is
+    also a row's run), or with --reuse-kept one a previous run left in the folder."""
+    from seqtool.checkpoint import Checkpoint
+
+    with FINISHED_LOCK:
+        if REUSE_KEPT and not FINISHED:
+            for last in sorted(workdir.glob("*.last.pt")):
+                out = last.with_name(last.name.replace(".last.pt", ".pt"))
+                if out.is_file():
+                    key = repr(run_options(Checkpoint.load(last).meta["command"]))
+                    FINISHED.setdefault(key, out)
+        return FINISHED.get(repr(run_options(command)))
 
 
 def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
@@ -108,19 +153,22 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
             str(DATA / "dev.tsv"), "--out", str(out), "--seed", str(seed), "-q",
             *overridden(SHIPPED_SETTINGS, extra), *extra]
     command = "seqtool " + " ".join(args)
-    last = out.with_suffix(".last.pt")
-    reused = REUSE_KEPT and last.is_file() and (
-        run_options(Checkpoint.load(last).meta["command"]) == run_options(command))
-    if not reused:
+    same = finished_run(workdir, command)
+    if same is None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT,
                        env=env)
+        with FINISHED_LOCK:
+            FINISHED[repr(run_options(command))] = out
+    else:
+        out = same
+    last = out.with_suffix(".last.pt")
     meta = Checkpoint.load(out).meta
     # The training loop's own clock over the whole run (evaluations included), as the last
     # checkpoint records it, so a reused run counts as it did when it ran.
     return {"name": name, "seed": seed, "path": str(out), "dev_accuracy": meta["best_accuracy"],
-            "seconds": round(Checkpoint.load(last).meta["train_seconds"], 1), "reused": reused,
-            "command": command.replace(str(ROOT) + "/", "")}
+            "seconds": round(Checkpoint.load(last).meta["train_seconds"], 1),
+            "reused": same is not None, "command": command.replace(str(ROOT) + "/", "")}
 
 
 def adapt_language_model(lm: str, workdir: Path, epochs: int, index: int = 0) -> dict:

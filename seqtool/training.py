@@ -497,7 +497,9 @@ class Trainer:
             TimeElapsedColumn(), console=console, transient=True,
             disable=c.quiet or self.rank != 0 or not console.is_terminal,
         )
-        stop = False
+        # A resumed run that had already stopped early stays stopped, as the uninterrupted run
+        # with these options would have (a larger --patience lets it go on).
+        stop = self.best is not None and self.bad_evals >= c.patience
         started = time.perf_counter() - self.train_seconds
         last_log = -math.inf  # the first step logs at once, then one line a minute
         interrupted = False

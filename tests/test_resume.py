@@ -104,6 +104,23 @@ def test_resume_refuses_other_options_but_allows_a_longer_run(tmp_path):
     assert Checkpoint.load(last_path(out)).train_state["step"] == 6
 
 
+def test_a_run_that_stopped_early_stays_stopped_when_resumed_for_more_epochs(tmp_path):
+    data = TOY / "sentiment.tsv"
+    out = tmp_path / "m.pt"
+    options = [*TINY_CLASSIFY, "--patience", "1", "--lr", "0.05"]
+    train("classify", data, out, options, "--epochs", "40")
+    stopped = Checkpoint.load(last_path(out))
+    assert len(stopped.meta["history"]) < 40  # patience ended it
+    shutil.copy(last_path(out), tmp_path / "stopped.pt")
+    train("classify", data, out, options, "--epochs", "60", "--resume")
+    assert Checkpoint.load(last_path(out)).train_state["step"] == stopped.train_state["step"]
+    assert same_weights(last_path(out), tmp_path / "stopped.pt")
+    # A larger patience lets the same run go on.
+    train("classify", data, out, [*TINY_CLASSIFY, "--patience", "3", "--lr", "0.05"],
+          "--epochs", "60", "--resume")
+    assert Checkpoint.load(last_path(out)).train_state["step"] > stopped.train_state["step"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_at_a_random_moment_then_resume_is_exact(tmp_path, sig):
     """Ctrl-C (or SIGTERM) at any point stops at a step boundary, saves, and --resume then
