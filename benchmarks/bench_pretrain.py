@@ -129,6 +129,12 @@ FINISHED: dict[str, Path] = {}  # a run's options -> its --out, for runs finishe
 FINISHED_LOCK = threading.Lock()
 
 
+def run_key(command: str) -> str:
+    """run_options as a key: equal for the same options in any order."""
+    words, options = run_options(command)
+    return repr((words, sorted(options.items())))
+
+
 def finished_run(workdir: Path, command: str) -> Path | None:
     """A finished run of the same options: one this benchmark trained already (a grid run is
     also a row's run), or with --reuse-kept one a previous run left in the folder."""
@@ -139,9 +145,8 @@ def finished_run(workdir: Path, command: str) -> Path | None:
             for last in sorted(workdir.glob("*.last.pt")):
                 out = last.with_name(last.name.replace(".last.pt", ".pt"))
                 if out.is_file():
-                    key = repr(run_options(Checkpoint.load(last).meta["command"]))
-                    FINISHED.setdefault(key, out)
-        return FINISHED.get(repr(run_options(command)))
+                    FINISHED.setdefault(run_key(Checkpoint.load(last).meta["command"]), out)
+        return FINISHED.get(run_key(command))
 
 
 def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
@@ -159,7 +164,7 @@ def train(name: str, seed: int, workdir: Path, extra: list[str]) -> dict:
         subprocess.run([sys.executable, "-m", "seqtool.cli", *args], check=True, cwd=ROOT,
                        env=env)
         with FINISHED_LOCK:
-            FINISHED[repr(run_options(command))] = out
+            FINISHED[run_key(command)] = out
     else:
         out = same
     last = out.with_suffix(".last.pt")
