@@ -505,7 +505,8 @@ def train() -> None:
               metavar="RADIUS",
               help="Adversarial training (Miyato et al. 2017): also learn from each text's "
               "embeddings shifted, by RADIUS times their norm, the way that raises the loss "
-              "most (0 = off; each step costs about twice as much).")
+              "most (0 = off; a step costs about twice as much, and the training loss shown "
+              "includes both terms).")
 @click.option("--subword-sampling", default=0.0, show_default=True,
               help="Sample segmentations with this alpha while training (0 = off).")
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(min=1),

@@ -230,8 +230,6 @@ class Classifier(nn.Module):
         total = torch.zeros((), device=tokens.device)
         for member in self.members:
             embedded = member.embedding(tokens)
-            if radius > 0 and not embedded.requires_grad:  # embeddings frozen
-                embedded.requires_grad_()
             loss = F.cross_entropy(member.scores(embedded, lengths).float(), labels,
                                    reduction="sum")
             if radius > 0:

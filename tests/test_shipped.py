@@ -22,11 +22,11 @@ def every_third_line(path, out):
     return out
 
 
-def test_shipped_classifier_reaches_080_on_test():
+def test_shipped_classifier_reaches_081_on_test():
     report = json.loads(run_cli("evaluate", "classify", "--data", SENTIMENT / "test.tsv",
                                 "--json").output)
     assert report["examples"] == 1058
-    assert report["accuracy"] >= 0.80  # measured 0.818; the majority class scores about 0.5
+    assert report["accuracy"] >= 0.81  # measured 0.832; the majority class scores about 0.5
 
 
 def test_shipped_generator_conditions_on_its_class(tmp_path):

@@ -92,9 +92,12 @@ def test_bf16_training_runs_in_bf16_and_learns(tmp_path):
     assert seen == [torch.bfloat16]
 
 
-def test_two_process_data_parallel_matches_one_process(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--adversarial", "0.05"]], ids=["plain", "adversarial"])
+def test_two_process_data_parallel_matches_one_process(tmp_path, extra):
+    # Each text's adversarial shift depends on that text alone, so halving the batch between
+    # two processes changes nothing there either.
     args = ["train", "classify", "--train", DATA, "--dev", DATA, *TINY_CLASSIFY,
-            "--epochs", "4", "--dropout", "0", "--device", "cpu"]
+            "--epochs", "4", "--dropout", "0", "--device", "cpu", *extra]
     single = tmp_path / "single.pt"
     run_cli(*args, "--out", single)
     double = tmp_path / "double.pt"
