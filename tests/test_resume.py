@@ -140,7 +140,9 @@ def test_a_signal_at_a_random_moment_then_resume_is_exact(tmp_path, sig):
     subprocess.run(["sleep", str(random.uniform(0.0, 0.3))])
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    if p.returncode == 0:
+    if p.returncode in (0, -sig) and Checkpoint.load(last_path(out)).train_state["step"] == 200:
+        # Under load the run may end before the signal lands, then either exit or be stopped
+        # by the signal's default action once training (and every save) is over.
         pytest.skip("training finished before the signal arrived")
     assert p.returncode == 128 + sig, err
     assert "interrupted at step" in err and "Traceback" not in err
