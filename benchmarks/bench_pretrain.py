@@ -17,7 +17,8 @@ With `--adapt-epochs N`, the GRU language model first goes on for N epochs on th
 snippets' own training text (`pretrain --init`, ULMFiT's second stage; dev text picks the
 epoch), and S1 finetunes from that; its minutes count as S1's. `--adapted FILE` reuses the
 model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minutes from it.
-`--reuse-kept` takes the S1 runs a previous run finished in `--keep` with the same options.
+`--reuse-kept` takes the S1 runs a previous run finished in `--keep` with the same options
+(finished as the last checkpoint records it: a run killed mid-way is trained again).
 `--finetune-grid` first chooses the finetuning options on dev (all seeds, from `--grid-init`;
 results/pretrain-finetune-selection.md) and gives them to every finetuned row.
 Without `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`),
@@ -144,8 +145,9 @@ def finished_run(workdir: Path, command: str) -> Path | None:
         if REUSE_KEPT and not FINISHED:
             for last in sorted(workdir.glob("*.last.pt")):
                 out = last.with_name(last.name.replace(".last.pt", ".pt"))
-                if out.is_file():
-                    FINISHED.setdefault(run_key(Checkpoint.load(last).meta["command"]), out)
+                kept = Checkpoint.load(last)
+                if out.is_file() and (kept.train_state or {}).get("finished"):
+                    FINISHED.setdefault(run_key(kept.meta["command"]), out)
         return FINISHED.get(run_key(command))
 
 

@@ -275,6 +275,7 @@ class Trainer:
         self.best: float | None = None
         self.best_saved: float | None = None  # metric of the model in --out (this process)
         self.bad_evals = 0
+        self.finished = False  # set when fit ends whole; a killed run's last checkpoint lacks it
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.tokens_seen = 0
@@ -322,6 +323,7 @@ class Trainer:
             "tokens_seen": self.tokens_seen,
             "window": [self.window_loss, float(self.window_units)],
             "ema": self.ema if self.ema is not None else [],
+            "finished": self.finished,
         }
 
     def resume(self, ckpt: Checkpoint, path: Path) -> None:
@@ -546,8 +548,11 @@ class Trainer:
                 raise TrainingInterrupted(
                     f"interrupted at step {self.step}; resume with --resume "
                     f"(state in {last_path(self.out)})", request.signal or signal.SIGINT)
+            self.finished = True
             if not self.history or self.history[-1]["step"] != self.step:
-                self.evaluate(scheduled=False)
+                self.evaluate(scheduled=False)  # saves the last checkpoint too
+            else:
+                self.save_last()
         best = self.best_saved if self.best_saved is not None else self.best
         if best is None:
             best = float("nan")

@@ -146,8 +146,9 @@ def test_a_signal_at_a_random_moment_then_resume_is_exact(tmp_path, sig):
         pytest.skip("training finished before the signal arrived")
     assert p.returncode == 128 + sig, err
     assert "interrupted at step" in err and "Traceback" not in err
-    stopped = Checkpoint.load(last_path(out)).train_state["step"]
-    assert 0 < stopped < 200
+    stopped = Checkpoint.load(last_path(out)).train_state
+    assert 0 < stopped["step"] < 200 and not stopped["finished"]
     train("classify", data, out, [*options, "--quiet"], "--resume")
-    assert Checkpoint.load(last_path(out)).train_state["step"] == 200
+    resumed = Checkpoint.load(last_path(out)).train_state
+    assert resumed["step"] == 200 and resumed["finished"]
     assert same_weights(last_path(out), last_path(full))
