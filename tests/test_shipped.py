@@ -26,7 +26,7 @@ def test_shipped_classifier_reaches_081_on_test():
     report = json.loads(run_cli("evaluate", "classify", "--data", SENTIMENT / "test.tsv",
                                 "--json").output)
     assert report["examples"] == 1058
-    assert report["accuracy"] >= 0.81  # measured 0.832; the majority class scores about 0.5
+    assert report["accuracy"] >= 0.81  # measured 0.831; the majority class scores about 0.5
 
 
 def test_shipped_generator_conditions_on_its_class(tmp_path):
