@@ -275,7 +275,7 @@ class Trainer:
         self.best: float | None = None
         self.best_saved: float | None = None  # metric of the model in --out (this process)
         self.bad_evals = 0
-        self.finished = False  # set when fit ends whole; a killed run's last checkpoint lacks it
+        self.finished = False  # True once fit ends whole; a run killed mid-way leaves False
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.tokens_seen = 0
