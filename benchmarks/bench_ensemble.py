@@ -36,7 +36,7 @@ from seqtool.predict import classify_outputs, load
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 
 
-def dev_scores(path: str, texts: list[str]) -> tuple[torch.Tensor, int, list[str]]:
+def class_scores(path: str, texts: list[str]) -> tuple[torch.Tensor, int, list[str]]:
     """Class probabilities on TEXTS, the number of GRUs, the labels."""
     loaded = load(path, "classify")
     model = loaded.model
@@ -91,7 +91,7 @@ def main() -> None:
             for line in (DATA / "dev.tsv").read_text(encoding="utf-8").splitlines()]
     gold, texts = [r[0] for r in rows], [r[1] for r in rows]
     paths_all = [p for paths in groups.values() for p in paths]
-    scores = {p: dev_scores(p, texts) for p in paths_all}
+    scores = {p: class_scores(p, texts) for p in paths_all}
     dev_probabilities = {p: s[0] for p, s in scores.items()}
     grus = {p: s[1] for p, s in scores.items()}
     ood = {}
@@ -99,7 +99,7 @@ def main() -> None:
         args.ood_cache.mkdir(parents=True, exist_ok=True)
         for name, rows in read_sets(args.ood_cache, "dev").items():
             ood[name] = ([r[0] for r in rows],
-                         {p: dev_scores(p, [r[1] for r in rows])[0] for p in paths_all})
+                         {p: class_scores(p, [r[1] for r in rows])[0] for p in paths_all})
 
     candidates = []
     for size in range(1, len(groups) + 1):
