@@ -201,9 +201,9 @@ def engine_overhead(steps: int = 120) -> dict:
     """tokens/s of seqtool's Trainer against a bare loop: same model, batches, optimizer."""
     import torch
 
-    from seqtool.data import read_labeled
-    from seqtool.tasks import TokenizerOptions, setup_classify
-    from seqtool.training import TrainConfig, Trainer
+    from seqtool.text.data import read_labeled
+    from seqtool.training.loop import TrainConfig, Trainer
+    from seqtool.training.recipes import TokenizerOptions, setup_classify
 
     train = list(read_labeled(DATA / "train.tsv"))
     dev = list(read_labeled(DATA / "dev.tsv"))[:64]

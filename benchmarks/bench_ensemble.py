@@ -31,7 +31,8 @@ import torch
 from bench_ood import read_sets
 from common import ROOT, record, table
 
-from seqtool.predict import classify_outputs, load
+from seqtool.decoding.scoring import classify_outputs
+from seqtool.inference.predict import load
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 

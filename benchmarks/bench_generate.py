@@ -30,11 +30,11 @@ def training_speed(steps: int = 40) -> float:
     import torch
 
     from seqtool.checkpoint import Checkpoint
-    from seqtool.data import read_labeled
-    from seqtool.models import Generator, GeneratorConfig
-    from seqtool.tasks import generate_batch
-    from seqtool.tokenizer import Tokenizer
-    from seqtool.training import token_budget_batches
+    from seqtool.nn.models import Generator, GeneratorConfig
+    from seqtool.text.batching import generate_batch
+    from seqtool.text.data import read_labeled
+    from seqtool.text.tokenizer import Tokenizer
+    from seqtool.training.loop import token_budget_batches
 
     ckpt = Checkpoint.load(SHIPPED)
     tok = Tokenizer(ckpt.tokenizers["src"])

@@ -54,11 +54,12 @@ def training_speed(precision: str, steps: int) -> float:
     import torch
 
     from seqtool.checkpoint import Checkpoint
-    from seqtool.data import read_parallel
-    from seqtool.models import Translator, TranslatorConfig
-    from seqtool.tasks import translate_batch
-    from seqtool.tokenizer import Tokenizer
-    from seqtool.training import autocast, reuse_freed_memory, token_budget_batches
+    from seqtool.device import autocast
+    from seqtool.nn.models import Translator, TranslatorConfig
+    from seqtool.text.batching import translate_batch
+    from seqtool.text.data import read_parallel, token_budget_batches
+    from seqtool.text.tokenizer import Tokenizer
+    from seqtool.training.loop import reuse_freed_memory
 
     ckpt = Checkpoint.load(SHIPPED)
     tok = Tokenizer(ckpt.tokenizers["src"])
@@ -170,12 +171,14 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
 
     import torch
 
-    from seqtool import predict, search
-    from seqtool.data import read_parallel
+    from seqtool.decoding import scoring, search
+    from seqtool.decoding import translation as translation_module
+    from seqtool.decoding.search import normalised_score
+    from seqtool.decoding.translation import Translation
+    from seqtool.inference.predict import load
     from seqtool.metrics import corpus_scores
-    from seqtool.predict import Translation, load
-    from seqtool.search import normalised_score
-    from seqtool.tasks import translate_batch
+    from seqtool.text.batching import translate_batch
+    from seqtool.text.data import read_parallel
 
     loaded = load(SHIPPED, "translate")
     model = loaded.model.eval()
@@ -199,16 +202,16 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
                 "closes at k finished": (old_rule, False)}
     for name, (rule, include_greedy) in variants.items():
         exact_rule, search.may_improve = search.may_improve, rule
-        predict.beam_search = functools.partial(search.beam_search,
+        translation_module.beam_search = functools.partial(search.beam_search,
                                                 include_greedy=include_greedy)
         rows_done[0] = 0
         try:
             runs[name] = (translation.translate(texts, beam=beam, alpha=alpha), rows_done[0])
         finally:
             search.may_improve = exact_rule
-            predict.beam_search = search.beam_search
+            translation_module.beam_search = search.beam_search
     model.decode_step = decode_step
-    ids = [s[: predict.DEFAULT_MAX_LENGTH]  # as translate cuts them
+    ids = [s[: scoring.DEFAULT_MAX_LENGTH]  # as translate cuts them
            for s in loaded.tokenizer.encode_batch(texts)]
     out: dict = {"sentences": len(texts), "tolerance": tolerance}
     for name, (beamed, decoder_rows) in runs.items():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from seqtool.words import is_known, words
 
 
 def classification_report(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]):
@@ -47,24 +48,6 @@ def distinct_n(texts: Iterable[Sequence[str]], n: int) -> float:
         total += len(grams)
         seen.update(grams)
     return len(seen) / total if total else 0.0
-
-
-WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
-
-
-def words(text: str) -> list[str]:
-    """The lower-cased words of a text: runs of letters, with inner apostrophes (don't)."""
-    return WORD.findall(text.lower())
-
-
-CLITICS = ("s", "t", "d", "ll", "re", "ve", "m")
-
-
-def is_known(word: str, vocabulary: set[str]) -> bool:
-    """A word of the vocabulary; a word with an apostrophe also when its parts are known words
-    or clitics (didn't, film's)."""
-    return word in vocabulary or ("'" in word and all(
-        part in vocabulary or part in CLITICS for part in word.split("'")))
 
 
 def non_word_rates(texts: Sequence[str], vocabulary: set[str]) -> dict[str, float]:

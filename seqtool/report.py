@@ -116,8 +116,8 @@ def print_translation(report: dict[str, Any]) -> None:
 def checkpoint_summary(path: str | None) -> dict[str, Any]:
     from seqtool.checkpoint import Checkpoint
     from seqtool.errors import SeqtoolError
-    from seqtool.predict import resolve_path
-    from seqtool.tokenizer import Tokenizer
+    from seqtool.inference.predict import resolve_path
+    from seqtool.text.tokenizer import Tokenizer
 
     path = str(resolve_path(path, "classify"))
     ckpt = Checkpoint.load(path)

@@ -39,7 +39,7 @@ def small_generator(seed: int = 0, num_classes: int = 3, vocab_size: int = 23, *
     """A small random S2 generator in float64 (no dropout) for unit tests."""
     import torch
 
-    from seqtool.models import Generator, GeneratorConfig
+    from seqtool.nn.models import Generator, GeneratorConfig
 
     torch.manual_seed(seed)
     config = GeneratorConfig(vocab_size=vocab_size, num_classes=num_classes, embed_dim=6,

@@ -223,7 +223,7 @@ def test_evaluate_generate_finds_the_training_file_of_its_command(toy_generator,
     text = run_cli(*args).output
     assert "copied n/a (training file gone.tsv" in " ".join(text.split())
 
-    from seqtool.evaluation import recorded_train_file
+    from seqtool.inference.evaluation import recorded_train_file
 
     meta = {"command": f"seqtool train generate --train {TOY / 'sentiment.tsv'} --dev x"}
     assert recorded_train_file(meta, toy_generator) == (TOY / "sentiment.tsv", "")
@@ -266,7 +266,7 @@ def test_shipped_models_by_name_and_by_label(tmp_path, toy_generator, toy_classi
 
 def test_info_counts_a_tied_weight_once(toy_generator):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.models import build_model
+    from seqtool.nn.models import build_model
 
     ckpt = Checkpoint.load(toy_generator)
     model = build_model("generate", ckpt.model_config)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seqtool.data import read_labeled, read_parallel, token_budget_batches
 from seqtool.errors import SeqtoolError
+from seqtool.text.data import read_labeled, read_parallel, token_budget_batches
 
 
 def write(tmp_path, name, data: bytes):

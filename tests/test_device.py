@@ -13,11 +13,18 @@ from conftest import TOY
 from devicecheck import DeviceCheck, DeviceMismatch
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.data import read_labeled, read_parallel
-from seqtool.models import run_padded
-from seqtool.predict import Loaded, Translation, classify_outputs, generate, sentence_nll
-from seqtool.tasks import TokenizerOptions, setup_classify, setup_generate, setup_translate
-from seqtool.training import TrainConfig, Trainer
+from seqtool.decoding.scoring import classify_outputs, sentence_nll
+from seqtool.decoding.translation import Translation
+from seqtool.inference.predict import Loaded, generate
+from seqtool.nn.models import run_padded
+from seqtool.text.data import read_labeled, read_parallel
+from seqtool.training.loop import TrainConfig, Trainer
+from seqtool.training.recipes import (
+    TokenizerOptions,
+    setup_classify,
+    setup_generate,
+    setup_translate,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SMALL = {"embed_dim": 8, "hidden_dim": 8}

@@ -10,9 +10,9 @@ from conftest import TOY, run_cli, run_seqtool
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.models import Classifier, ClassifierConfig, Generator, GeneratorConfig
-from seqtool.pretrained import init_word_vectors, read_word_vectors
-from seqtool.tokenizer import Tokenizer
+from seqtool.nn.models import Classifier, ClassifierConfig, Generator, GeneratorConfig
+from seqtool.text.tokenizer import Tokenizer
+from seqtool.training.pretrained import init_word_vectors, read_word_vectors
 
 PIECES = ["<pad>", "<unk>", "<start>", "<end>", "\u2581cat", "s", "\u2581Dog", "\u2581zzz"]
 
@@ -149,7 +149,7 @@ def test_pretrain_starts_its_embeddings_from_vectors(tmp_path):
 def test_a_run_from_vectors_resumes_exactly(tmp_path, task):
     """The vectors' tables keep their own rate (a second optimizer group) after --resume, so
     the resumed run ends on the very weights of an uninterrupted one."""
-    from seqtool.training import last_path
+    from seqtool.training.loop import last_path
 
     data = TOY / "sentiment.tsv"
     if task == "pretrain":

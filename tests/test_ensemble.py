@@ -7,8 +7,9 @@ import torch
 from conftest import TINY_CLASSIFY, TOY, run_cli, run_seqtool
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.models import ClassifierCombination
-from seqtool.predict import classify_outputs, load
+from seqtool.decoding.scoring import classify_outputs
+from seqtool.inference.predict import load
+from seqtool.nn.models import ClassifierCombination
 
 TEXTS = ["what a wonderful film", "dull and far too long", "I loved it", "not good at all"]
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import TOY, run_cli, run_seqtool, small_generator
 
-from seqtool.data import read_labeled
-from seqtool.predict import Loaded, generate
-from seqtool.search import _sample_from, sample
-from seqtool.tokenizer import END, PAD, START, UNK, Tokenizer
+from seqtool.decoding.search import _sample_from, sample
+from seqtool.inference.predict import Loaded, generate
+from seqtool.text.data import read_labeled
+from seqtool.text.tokenizer import END, PAD, START, UNK, Tokenizer
 
 SENTENCES = {}
 for r in read_labeled(TOY / "sentiment.tsv"):

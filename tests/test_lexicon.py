@@ -10,11 +10,12 @@ import torch
 from conftest import TOY, run_cli, run_seqtool, small_generator
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.data import read_labeled
-from seqtool.lexicon import Lexicon, words_of
-from seqtool.metrics import is_known, non_word_rates, words
-from seqtool.predict import Loaded, generate, lexicon_for
-from seqtool.tokenizer import END, Tokenizer
+from seqtool.decoding.lexicon import Lexicon, words_of
+from seqtool.inference.predict import Loaded, generate, lexicon_for
+from seqtool.metrics import non_word_rates
+from seqtool.text.data import read_labeled
+from seqtool.text.tokenizer import END, Tokenizer
+from seqtool.words import is_known, words
 
 TEXTS = [r.text for r in read_labeled(TOY / "sentiment.tsv")]
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seqtool.metrics import bits_per_character, non_word_rates, words
+from seqtool.metrics import bits_per_character, non_word_rates
+from seqtool.words import words
 
 VOCABULARY = {"the", "film", "is", "a", "delight", "it", "s", "didn"}
 

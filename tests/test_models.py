@@ -14,16 +14,16 @@ import pytest
 import torch
 from conftest import small_generator
 
-from seqtool.models import (
+from seqtool.decoding.scoring import sentence_nll
+from seqtool.nn.models import (
     Classifier,
     ClassifierConfig,
     Translator,
     TranslatorConfig,
     adversarial_shift,
 )
-from seqtool.predict import sentence_nll
-from seqtool.tasks import classify_batch, generate_batch, translate_batch
-from seqtool.tokenizer import END, START
+from seqtool.text.batching import classify_batch, generate_batch, translate_batch
+from seqtool.text.tokenizer import END, START
 
 VOCAB = 23
 

@@ -9,7 +9,7 @@ from conftest import TOY, run_cli, run_seqtool
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.models import (
+from seqtool.nn.models import (
     Classifier,
     ClassifierConfig,
     Generator,
@@ -17,8 +17,8 @@ from seqtool.models import (
     LanguageModel,
     LanguageModelConfig,
 )
-from seqtool.pretrained import init_from_language_model
-from seqtool.tasks import pretrain_batch
+from seqtool.text.batching import pretrain_batch
+from seqtool.training.pretrained import init_from_language_model
 
 TINY_PRETRAIN = ["--vocab-size", "60", "--embed-dim", "16", "--hidden-dim", "16",
                  "--max-tokens", "200", "--epochs", "20", "--lr", "0.01", "--warmup-steps",
@@ -173,7 +173,7 @@ def test_init_errors_are_one_line(tmp_path, toy_generator):
 def test_pretrain_and_finetune_resume_exactly(tmp_path):
     """`pretrain` and `train classify --init` (two learning rates) resume to the very model an
     uninterrupted run trains."""
-    from seqtool.training import last_path
+    from seqtool.training.loop import last_path
 
     text = tmp_path / "text.txt"
     text.write_text("".join(line.split("\t")[1] + "\n" for line in
@@ -204,7 +204,7 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path):
 def test_generators_inherit_the_language_models_words(tmp_path):
     """The lexicon of a generator finetuned from a language model (`generate --lexicon
     model`) is the words of both training texts, so pretraining widens what it may write."""
-    from seqtool.lexicon import words_of
+    from seqtool.decoding.lexicon import words_of
 
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\nzebras graze in the sun.\n"
@@ -242,7 +242,7 @@ def test_pretrain_init_goes_on_from_the_language_model(tmp_path):
     """`pretrain --init` (ULMFiT's second stage) keeps the language model's tokenizer and sizes
     whatever the size flags say, starts from its weights (a zero learning rate keeps them)
     and knows the words of both texts."""
-    from seqtool.lexicon import words_of
+    from seqtool.decoding.lexicon import words_of
 
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.write_text("the quick brown fox jumps over the lazy dog.\n" * 4)
@@ -268,7 +268,7 @@ def test_pretrain_init_goes_on_from_the_language_model(tmp_path):
 
 
 def test_gradual_unfreezing_thaws_one_layer_an_epoch_from_the_top():
-    from seqtool.pretrained import thaw_epochs
+    from seqtool.training.pretrained import thaw_epochs
 
     lm = language_model_checkpoint(small_language_model("lstm", bidirectional=False))
     generator = Generator(GeneratorConfig(vocab_size=19, num_classes=2, embed_dim=5,
@@ -287,7 +287,7 @@ def test_gradual_unfreezing_thaws_one_layer_an_epoch_from_the_top():
 def test_gradual_unfreezing_keeps_pretrained_layers_until_their_epoch(tmp_path):
     """Epoch 1 trains only the class layer, epoch 2 adds the GRU, epoch 3 the embeddings; the
     run resumes exactly across a thaw."""
-    from seqtool.training import last_path
+    from seqtool.training.loop import last_path
 
     text = tmp_path / "text.txt"
     text.write_text("".join(line.split("\t")[1] + "\n" for line in

@@ -13,8 +13,8 @@ import torch
 from conftest import TINY_CLASSIFY, TINY_GENERATE, TINY_TRANSLATE, TOY, run_cli
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.tokenizer import Tokenizer
-from seqtool.training import last_path
+from seqtool.text.tokenizer import Tokenizer
+from seqtool.training.loop import last_path
 
 # Each task with dropout on, so the random draws after the resume point matter too.
 RUNS = {

@@ -75,8 +75,8 @@ def test_random_bytes_never_crash(toy_classifier, toy_translator, lines, command
 
 
 def test_long_input_is_cut_with_one_warning(toy_classifier, toy_translator):
-    from seqtool.predict import load
-    from seqtool.tokenizer import cap_characters
+    from seqtool.inference.predict import load
+    from seqtool.text.tokenizer import cap_characters
 
     tok = load(toy_classifier, "classify").tokenizer
     text = "I love my cat. " * 200

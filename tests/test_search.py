@@ -13,9 +13,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seqtool import search
-from seqtool.models import Translator, TranslatorConfig
-from seqtool.search import (
+from seqtool.decoding import search
+from seqtool.decoding.search import (
     beam_search,
     best_reachable,
     greedy,
@@ -23,7 +22,8 @@ from seqtool.search import (
     may_improve,
     normalised_score,
 )
-from seqtool.tokenizer import END, PAD
+from seqtool.nn.models import Translator, TranslatorConfig
+from seqtool.text.tokenizer import END, PAD
 
 SRC_VOCAB = 11
 TOL = 1e-4  # log-probs are float32: sums of the same terms in another order differ this much

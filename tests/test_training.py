@@ -12,11 +12,12 @@ import torch
 from conftest import TINY_CLASSIFY, TOY, run_cli
 from torch import nn
 
-from seqtool import training
 from seqtool.checkpoint import Checkpoint
+from seqtool.device import autocast
 from seqtool.errors import SeqtoolError
-from seqtool.models import build_model
-from seqtool.training import Task, TrainConfig, Trainer, autocast, last_path
+from seqtool.nn.models import build_model
+from seqtool.training import loop as training
+from seqtool.training.loop import Task, TrainConfig, Trainer, last_path
 
 DATA = TOY / "sentiment.tsv"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import TINY_TRANSLATE, TOY, run_cli
 
-from seqtool.data import read_parallel
-from seqtool.models import Translator, TranslatorConfig, run_packed, run_padded
+from seqtool.nn.models import Translator, TranslatorConfig, run_packed, run_padded
+from seqtool.text.data import read_parallel
 
 PAIRS = read_parallel(TOY / "en-de.tsv")
 
@@ -18,9 +18,9 @@ PAIRS = read_parallel(TOY / "en-de.tsv")
 def target_scores(checkpoint) -> tuple[list[list[float]], list[float]]:
     """Per toy pair: the log-probability of each target token and <end> (teacher forced), and
     beam's normalised score of the target."""
-    from seqtool.predict import load
-    from seqtool.search import normalised_score
-    from seqtool.tasks import translate_batch
+    from seqtool.decoding.search import normalised_score
+    from seqtool.inference.predict import load
+    from seqtool.text.batching import translate_batch
 
     loaded = load(checkpoint, "translate")
     model = loaded.model.eval()

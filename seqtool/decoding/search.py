@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seqtool.lexicon import Lexicon
-from seqtool.models import Generator, Translator, select_state
-from seqtool.tokenizer import END, PAD, START
+from seqtool.decoding.lexicon import Lexicon
+from seqtool.nn.models import Generator, Translator, select_state
+from seqtool.text.tokenizer import END, PAD, START
 
 
 @dataclass

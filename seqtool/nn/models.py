@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqtool.attention import Attention
-from seqtool.recurrence import input_feeding_gru
-from seqtool.tokenizer import PAD
+from seqtool.nn.attention import Attention
+from seqtool.nn.recurrence import input_feeding_gru
+from seqtool.text.tokenizer import PAD
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 CELL_TYPES = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seqtool.data import read_labeled, read_parallel
 from seqtool.errors import SeqtoolError
 from seqtool.metrics import (
     bits_per_character,
@@ -14,10 +13,11 @@ from seqtool.metrics import (
     corpus_scores,
     distinct_n,
     non_word_rates,
-    words,
 )
+from seqtool.text.data import read_labeled, read_parallel
+from seqtool.words import words
 
-CORPORA = Path(__file__).resolve().parent.parent / "corpora"
+CORPORA = Path(__file__).resolve().parents[2] / "corpora"
 # The English text the repository ships, every split: a reference vocabulary of real words.
 ENGLISH_CORPORA = ("generation/brown/*.tsv", "sentiment/movie-snippets/*.tsv",
                    "translation/bible-fr-en/*.en")
@@ -49,8 +49,9 @@ def reference_vocabulary(wordlist: str | None) -> tuple[set[str], str]:
 def evaluate_classifier(
     model_path: str | None, data: str, device: str = "cpu", max_length: int = 512
 ) -> dict[str, Any]:
-    from seqtool.predict import classify_probabilities, load
-    from seqtool.tasks import check_labels
+    from seqtool.decoding.scoring import classify_probabilities
+    from seqtool.inference.predict import load
+    from seqtool.text.data import check_labels
 
     loaded = load(model_path, "classify", device)
     labels = loaded.checkpoint.labels
@@ -74,8 +75,9 @@ def evaluate_generator(
 ) -> dict[str, Any]:
     import torch
 
-    from seqtool.predict import generate, lexicon_for, load, resolve_path, sentence_nll
-    from seqtool.tasks import check_labels
+    from seqtool.decoding.scoring import sentence_nll
+    from seqtool.inference.predict import generate, lexicon_for, load, resolve_path
+    from seqtool.text.data import check_labels
 
     loaded = load(model_path, "generate", device)
     labels = loaded.checkpoint.labels
@@ -131,7 +133,7 @@ def evaluate_generator(
         generated_tokens += sum(s["tokens"] for s in out)
         all_samples.extend(out)
     seconds = time.perf_counter() - start
-    from seqtool.predict import classify_probabilities
+    from seqtool.decoding.scoring import classify_probabilities
 
     texts = [s["text"] for s in all_samples]
     probs = classify_probabilities(judge_model.model, judge_model.tokenizer, texts)
@@ -187,7 +189,8 @@ def evaluate_translator(
     model_path: str | None, src: str, ref: str, beam: int, alpha: float, batch_size: int,
     out: str | None, precision: str = "fp32", device: str = "cpu", max_length: int = 512,
 ) -> dict[str, Any]:
-    from seqtool.predict import Translation, load
+    from seqtool.decoding.translation import Translation
+    from seqtool.inference.predict import load
 
     start = time.perf_counter()
     loaded = load(model_path, "translate", device)

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from seqtool.errors import SeqtoolError
-from seqtool.metrics import CLITICS, WORD, is_known, words
-from seqtool.tokenizer import END, UNK, Tokenizer
+from seqtool.text.tokenizer import END, UNK, Tokenizer
+from seqtool.words import CLITICS, WORD, is_known, words
 
 
 def words_of(texts: Iterable[str]) -> set[str]:

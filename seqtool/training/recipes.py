@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.data import LabeledText, TextPair
+from seqtool.decoding.lexicon import words_of
 from seqtool.errors import SeqtoolError, warn_once
-from seqtool.lexicon import words_of
-from seqtool.models import (
+from seqtool.nn.models import (
     Classifier,
     ClassifierConfig,
     Generator,
@@ -28,8 +27,10 @@ from seqtool.models import (
     Translator,
     TranslatorConfig,
 )
-from seqtool.tokenizer import END, PAD, START, Tokenizer, cap_characters
-from seqtool.training import Task
+from seqtool.text.batching import classify_batch, generate_batch, pretrain_batch, translate_batch
+from seqtool.text.data import LabeledText, TextPair, check_labels
+from seqtool.text.tokenizer import Tokenizer, cap_characters
+from seqtool.training.loop import Task
 
 
 @dataclass
@@ -52,24 +53,6 @@ class TokenizerOptions:
         )
 
 
-def pad(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded [B, T] ids and their lengths [B]."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    out = torch.full((len(sequences), max(1, int(lengths.max()))), PAD, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out, lengths
-
-
-def check_labels(records: Sequence[LabeledText], labels: Sequence[str], path: str) -> None:
-    known = set(labels)
-    for r in records:
-        if r.label not in known:
-            raise SeqtoolError(
-                f"unknown label {r.label!r} (known: {', '.join(labels)})", path, r.line or None
-            )
-
-
 def run_meta(command: str, seed: int, train_config: dict[str, Any]) -> dict[str, Any]:
     return {"command": command, "seed": seed, "train_config": train_config}
 
@@ -90,15 +73,6 @@ def report_long(kept: int, total: int, max_length: int, action: str) -> None:
 
 
 # ----------------------------------------------------------------------------- S1
-
-
-def classify_batch(ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None):
-    tokens, lengths = pad([s or [PAD] for s in ids])
-    lengths = lengths.clamp(min=1)
-    batch = {"tokens": tokens, "lengths": lengths}
-    if labels is not None:
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-    return batch
 
 
 @dataclass
@@ -152,7 +126,7 @@ def setup_classify(
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
     subword_alpha: float = 0.0, max_length: int = 256,
 ) -> tuple[nn.Module, Task]:
-    from seqtool.predict import classify_probabilities
+    from seqtool.decoding.scoring import classify_probabilities
 
     data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed, min_labels=2,
                                max_length=max_length)
@@ -187,20 +161,12 @@ def setup_classify(
 # ----------------------------------------------------------------------------- S2
 
 
-def generate_batch(labels: Sequence[int], ids: Sequence[Sequence[int]]):
-    """Teacher forcing: the input is <start> c(1) ... c(T), the target c(1) ... c(T) <end>."""
-    inputs, lengths = pad([[START, *s] for s in ids])
-    targets, _ = pad([[*s, END] for s in ids])
-    return {"labels": torch.tensor(labels, dtype=torch.long), "inputs": inputs,
-            "targets": targets, "lengths": lengths}
-
-
 def setup_generate(
     train: Sequence[LabeledText], dev: Sequence[LabeledText], dev_path: str,
     model_options: dict[str, Any], tokenizer_options: TokenizerOptions, seed: int, meta: dict,
     max_length: int = 256,
 ) -> tuple[nn.Module, Task]:
-    from seqtool.predict import corpus_perplexity
+    from seqtool.decoding.scoring import corpus_perplexity
 
     data = LabeledData.prepare(train, dev, dev_path, tokenizer_options, seed,
                                max_length=max_length, drop_long=True)
@@ -227,21 +193,12 @@ def setup_generate(
 # ----------------------------------------------------------------------------- S3
 
 
-def translate_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None):
-    s, s_len = pad([x or [END] for x in src])
-    batch = {"src": s, "src_lengths": s_len.clamp(min=1)}
-    if tgt is not None:
-        batch["tgt_in"], _ = pad([[START, *x] for x in tgt])
-        batch["tgt_out"], _ = pad([[*x, END] for x in tgt])
-    return batch
-
-
 def setup_translate(
     train: Sequence[TextPair], dev: Sequence[TextPair], model_options: dict[str, Any],
     tokenizer_options: TokenizerOptions, joint_vocab: bool, max_length: int, seed: int,
     meta: dict,
 ) -> tuple[nn.Module, Task]:
-    from seqtool.predict import Translation
+    from seqtool.decoding.translation import Translation
 
     src_texts, tgt_texts = [p.src for p in train], [p.tgt for p in train]
     if joint_vocab:
@@ -287,19 +244,14 @@ def setup_translate(
 # ----------------------------------------------------------------------------- pretraining
 
 
-def pretrain_batch(ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    tokens, lengths = pad([[START, *s, END] for s in ids])
-    return {"tokens": tokens, "lengths": lengths}
-
-
 def setup_pretrain(
     train: Sequence[str], dev: Sequence[str], model_options: dict[str, Any],
     tokenizer_options: TokenizerOptions, seed: int, meta: dict, max_length: int = 128,
 ) -> tuple[nn.Module, Task]:
     """A language model on unlabelled lines (blank ones skipped); lines over `max_length`
     pieces are dropped."""
+    from seqtool.decoding.scoring import language_model_nll
     from seqtool.metrics import bits_per_character
-    from seqtool.predict import language_model_nll
 
     train = [t for t in train if t.strip()]
     dev = [t for t in dev if t.strip()]

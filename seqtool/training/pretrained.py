@@ -25,8 +25,8 @@ from torch import nn
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.models import Classifier, Generator, LanguageModel
-from seqtool.tokenizer import PAD
+from seqtool.nn.models import Classifier, Generator, LanguageModel
+from seqtool.text.tokenizer import PAD
 
 RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}
 ARCHITECTURE = ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional")

@@ -185,8 +185,8 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
         seqtool tokenizer train --vocab-size 4000 --out sentiment.model
     """
     from seqtool.checkpoint import check_writable, refuse_overwriting_input
-    from seqtool.data import read_texts
-    from seqtool.tokenizer import Tokenizer
+    from seqtool.text.data import read_texts
+    from seqtool.text.tokenizer import Tokenizer
 
     refuse_overwriting_input(out, list(inputs))
     check_writable(Path(out))
@@ -211,8 +211,8 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
 
 def _load_tokenizer(model: str | None, side: str = "src"):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.predict import resolve_path
-    from seqtool.tokenizer import Tokenizer
+    from seqtool.inference.predict import resolve_path
+    from seqtool.text.tokenizer import Tokenizer
 
     path = resolve_path(model, "classify")
     if path.suffix == ".model":
@@ -242,7 +242,7 @@ def tokenize(texts, model, input_path, ids, decode, target, errors):
       echo "I love my cat." | seqtool tokenize
       echo "▁I ▁love ▁my ▁cat ." | seqtool tokenize --decode
     """
-    from seqtool.data import read_text_chunks
+    from seqtool.text.data import read_text_chunks
 
     tok = _load_tokenizer(model, "tgt" if target else "src")
     for part in read_text_chunks(texts, input_path, 1024, errors):
@@ -368,7 +368,7 @@ def sizes_from_init(task_name: str, opts: dict[str, Any], model_opts: dict[str, 
     model's (sizes given that differ from it stay, and fail in one line when copied)."""
     from click.core import ParameterSource
 
-    from seqtool.pretrained import ARCHITECTURE, load_language_model
+    from seqtool.training.pretrained import ARCHITECTURE, load_language_model
 
     if not opts.get("init"):
         return
@@ -386,14 +386,14 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     With --resume the tokenizers come from OUT.last.pt, and the run is refused when its data
     or options differ from the run that wrote it."""
     from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
-    from seqtool.tasks import TokenizerOptions, run_meta
-    from seqtool.training import (
+    from seqtool.training.loop import (
         TrainConfig,
         Trainer,
         check_same_run,
         last_path,
         run_fingerprint,
     )
+    from seqtool.training.recipes import TokenizerOptions, run_meta
 
     out = Path(opts["out"])
     config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS if k in opts})
@@ -409,7 +409,7 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
         raise SeqtoolError("--embeddings and --init both give the embeddings: pass one")
     language_model = None
     if opts.get("init"):  # its tokenizer, then its weights
-        from seqtool.pretrained import load_language_model
+        from seqtool.training.pretrained import load_language_model
 
         language_model = load_language_model(opts["init"], task_name)
     trained = resumed.tokenizers if resumed else (
@@ -433,14 +433,14 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
             raise SeqtoolError(f"--init: the model's labels are {', '.join(language_model.labels)}"
                                f"; the training data's are {', '.join(labels)}", opts["init"])
     if language_model is not None:
-        from seqtool.pretrained import init_from_language_model, thaw_epochs
+        from seqtool.training.pretrained import init_from_language_model, thaw_epochs
 
         pretrained = thaw_epochs(init_from_language_model(model, language_model, opts["init"]),
                                  bool(opts.get("gradual_unfreezing")))
     found_vectors = None
     if opts.get("embeddings"):
-        from seqtool.pretrained import init_word_vectors, piece_embeddings, thaw_epochs
-        from seqtool.tokenizer import Tokenizer
+        from seqtool.text.tokenizer import Tokenizer
+        from seqtool.training.pretrained import init_word_vectors, piece_embeddings, thaw_epochs
 
         tokenizer = Tokenizer(task.checkpoint(model).tokenizers["src"])
         if resumed is None:
@@ -467,7 +467,7 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
 def refuse_overwriting_data(opts: dict[str, Any], *inputs: str | None) -> None:
     """--out (and OUT.last.pt) must not be a data or tokenizer file of the run."""
     from seqtool.checkpoint import refuse_overwriting_input
-    from seqtool.training import last_path
+    from seqtool.training.loop import last_path
 
     inputs = (*inputs, opts.get("tokenizer_path"))
     for target in (Path(opts["out"]), last_path(Path(opts["out"]))):
@@ -521,8 +521,8 @@ def train_classify(train_path, dev_path, **opts):
       seqtool train classify --train corpora/sentiment/movie-snippets/train.tsv \\
         --dev corpora/sentiment/movie-snippets/dev.tsv --out sentiment.pt --epochs 8
     """
-    from seqtool.data import read_labeled
-    from seqtool.tasks import setup_classify
+    from seqtool.text.data import read_labeled
+    from seqtool.training.recipes import setup_classify
 
     model_opts = {k: opts.pop(k) for k in
                   ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
@@ -574,8 +574,8 @@ def train_generate(train_path, dev_path, **opts):
       seqtool train generate --train corpora/sentiment/movie-snippets/train.tsv \\
         --dev corpora/sentiment/movie-snippets/dev.tsv --out generator.pt
     """
-    from seqtool.data import read_labeled
-    from seqtool.tasks import setup_generate
+    from seqtool.text.data import read_labeled
+    from seqtool.training.recipes import setup_generate
 
     model_opts = {k: opts.pop(k) for k in ("embed_dim", "hidden_dim", "layers", "dropout",
                                             "tie_embeddings", "class_every_step",
@@ -635,8 +635,8 @@ def train_translate(train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt
       seqtool train translate --train-src $D/train.fr --train-tgt $D/train.en \\
         --dev-src $D/dev.fr --dev-tgt $D/dev.en --out fr-en.pt --precision bf16
     """
-    from seqtool.data import read_parallel
-    from seqtool.tasks import setup_translate
+    from seqtool.text.data import read_parallel
+    from seqtool.training.recipes import setup_translate
 
     refuse_overwriting_data(opts, train_path, dev_path, train_src, train_tgt, dev_src, dev_tgt)
     if train_path:
@@ -700,9 +700,9 @@ def pretrain(train_path, dev_path, **opts):
       seqtool pretrain --init lm-gru.pt --train snippets.txt --dev snippets-dev.txt \\
         --out lm-gru-snippets.pt --epochs 14 --patience 2
     """
-    from seqtool.data import iter_lines
-    from seqtool.pretrained import ARCHITECTURE, load_language_model
-    from seqtool.tasks import setup_pretrain
+    from seqtool.text.data import iter_lines
+    from seqtool.training.pretrained import ARCHITECTURE, load_language_model
+    from seqtool.training.recipes import setup_pretrain
 
     model_opts = {k: opts.pop(k) for k in (*ARCHITECTURE, "dropout")}
     if opts["init"]:  # its sizes, whatever the flags say
@@ -735,7 +735,7 @@ def ensemble(checkpoints, out, half_checkpoint):
     Example:
       seqtool ensemble vectors.pt lm-finetuned.pt -o combined.pt
     """
-    from seqtool.combine import combine_classifiers
+    from seqtool.inference.combine import combine_classifiers
 
     combined = combine_classifiers(checkpoints, out, "seqtool " + " ".join(sys.argv[1:]),
                                    half_checkpoint)
@@ -777,9 +777,9 @@ def classify(texts, model, input_path, fmt, max_length, errors, device):
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
       cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
     """
-    from seqtool.data import read_text_chunks
-    from seqtool.predict import classify_stream, load
+    from seqtool.inference.predict import classify_stream, load
     from seqtool.report import RecordWriter
+    from seqtool.text.data import read_text_chunks
 
     loaded = load(model, "classify", device)
     labels = loaded.checkpoint.labels
@@ -820,9 +820,10 @@ def embed(texts, model, input_path, out, fmt, max_length, errors, device):
     import numpy as np
 
     from seqtool.checkpoint import check_writable, refuse_overwriting_input
-    from seqtool.data import read_text_chunks
-    from seqtool.predict import classify_outputs, load
+    from seqtool.decoding.scoring import classify_outputs
+    from seqtool.inference.predict import load
     from seqtool.report import RecordWriter
+    from seqtool.text.data import read_text_chunks
 
     if out:
         refuse_overwriting_input(out, [input_path])
@@ -886,13 +887,13 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
       seqtool generate --label negative --prompt "The plot" --temperature 0
       printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
     """
-    from seqtool.predict import generate as run
-    from seqtool.predict import lexicon_for, load
+    from seqtool.inference.predict import generate as run
+    from seqtool.inference.predict import lexicon_for, load
     from seqtool.report import RecordWriter
 
     loaded = load(model, "generate", device)
     if model is None and label not in loaded.checkpoint.labels:
-        from seqtool.predict import shipped_generator_for
+        from seqtool.inference.predict import shipped_generator_for
 
         other = shipped_generator_for(label)  # `--label news` picks the genre generator
         if other:
@@ -905,7 +906,7 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
             out.write(run(loaded, label, count, prompt, max_length, temperature, top_k, top_p,
                           seed, guidance=guidance, lexicon=words))
             return
-        from seqtool.data import read_text_chunks
+        from seqtool.text.data import read_text_chunks
 
         for part in read_text_chunks(None, input_path, 64, errors):
             for line in part:  # a prompt per line; each gets the same seed, so reruns agree
@@ -952,9 +953,10 @@ def translate(texts, model, input_path, beam, length_penalty, n_best, max_length
       cut -f1 pairs.tsv | seqtool translate --beam 5 | sacrebleu ref.txt
       seqtool translate --n-best 3 --format jsonl "Dieu est amour."
     """
-    from seqtool.data import read_text_chunks
-    from seqtool.predict import Translation, load
+    from seqtool.decoding.translation import Translation
+    from seqtool.inference.predict import load
     from seqtool.report import RecordWriter
+    from seqtool.text.data import read_text_chunks
 
     if n_best > beam:
         raise SeqtoolError("--n-best cannot exceed --beam")
@@ -1020,7 +1022,7 @@ def evaluate_classify(model, input_path, fmt, as_json, max_length, device):
     Example:
       seqtool evaluate classify -i corpora/sentiment/movie-snippets/test.tsv
     """
-    from seqtool.evaluation import evaluate_classifier
+    from seqtool.inference.evaluation import evaluate_classifier
     from seqtool.report import print_classification, print_report
 
     report = evaluate_classifier(model, input_path, device, max_length)
@@ -1061,7 +1063,7 @@ def evaluate_generate(model, input_path, judge, train_path, samples, temperature
     Example:
       seqtool evaluate generate -i corpora/sentiment/movie-snippets/test.tsv
     """
-    from seqtool.evaluation import evaluate_generator
+    from seqtool.inference.evaluation import evaluate_generator
     from seqtool.report import print_generation, print_report
 
     report = evaluate_generator(model, input_path, judge, train_path, samples, temperature,
@@ -1098,7 +1100,7 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, max_le
       D=corpora/translation/bible-fr-en
       seqtool evaluate translate --src $D/test.fr --ref $D/test.en --beam 5
     """
-    from seqtool.evaluation import evaluate_translator
+    from seqtool.inference.evaluation import evaluate_translator
     from seqtool.report import print_report, print_translation
 
     if out:

@@ -357,3 +357,12 @@ def token_budget_batches(
     if rng is not None:
         rng.shuffle(batches)
     return batches
+
+
+def check_labels(records: Sequence[LabeledText], labels: Sequence[str], path: str) -> None:
+    known = set(labels)
+    for r in records:
+        if r.label not in known:
+            raise SeqtoolError(
+                f"unknown label {r.label!r} (known: {', '.join(labels)})", path, r.line or None
+            )

@@ -1,0 +1,3 @@
+from seqtool.cli import main
+
+main()

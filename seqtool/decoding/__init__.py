@@ -1,0 +1,1 @@
+"""From model outputs to answers: search, sampling, lexicon, batched scoring."""

@@ -1,0 +1,87 @@
+"""Models applied to many inputs in length-sorted batches: class probabilities, sentence
+vectors, likelihoods. Used by inference and by training's dev evaluation alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from seqtool.device import model_device
+from seqtool.nn.models import ClassifierCombination
+from seqtool.text.batching import classify_batch, generate_batch, length_sorted, pretrain_batch
+from seqtool.text.tokenizer import Tokenizer
+
+DEFAULT_MAX_LENGTH = 512  # pieces per input line at prediction time (--max-length)
+
+
+@torch.no_grad()
+def classify_outputs(
+    model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 128,
+    encode_only: bool = False, max_length: int = DEFAULT_MAX_LENGTH,
+) -> torch.Tensor:
+    """Class probabilities [N, C] (or sentence vectors with `encode_only`) in input order.
+
+    Inputs longer than `max_length` pieces are cut (0 = no limit; a warning on stderr)."""
+    if isinstance(model, ClassifierCombination):  # each part reads its own pieces
+        outputs = [classify_outputs(part, part_tokenizer, texts, batch_size, encode_only,
+                                    max_length)
+                   for part, part_tokenizer in zip(model.parts, model.tokenizers, strict=True)]
+        return torch.cat(outputs, -1) if encode_only else model.combine(outputs)
+    model.eval()
+    ids = tokenizer.encode_batch(list(texts), max_length=max_length)
+    dim = model.encoding_dim if encode_only else model.config.num_classes
+    out = torch.zeros(len(ids), dim)
+    device = model_device(model)
+    for idx in length_sorted([len(s) for s in ids], batch_size):
+        batch = classify_batch([ids[i] for i in idx])
+        tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
+        if encode_only:
+            out[idx] = model.encode(tokens, lengths).float().cpu()
+        else:
+            out[idx] = torch.softmax(model(tokens, lengths).float(), -1).cpu()
+    return out
+
+
+def classify_probabilities(
+    model, tokenizer, texts, batch_size: int = 128, max_length: int = DEFAULT_MAX_LENGTH
+) -> torch.Tensor:
+    return classify_outputs(model, tokenizer, texts, batch_size, max_length=max_length)
+
+
+@torch.no_grad()
+def sentence_nll(
+    model: nn.Module, labels: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sentence summed NLL [N] and token counts [N] (including <end>)."""
+    model.eval()
+    nll = torch.zeros(len(ids), dtype=torch.float64)
+    device = model_device(model)
+    for idx in length_sorted([len(s) for s in ids], batch_size):
+        batch = generate_batch([labels[i] for i in idx], [ids[i] for i in idx])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        nll[idx] = model.sentence_nll(batch["labels"], batch).double().cpu()
+    return nll, torch.tensor([len(s) + 1 for s in ids], dtype=torch.float64)
+
+
+def language_model_nll(
+    model: nn.Module, ids: Sequence[Sequence[int]], batch_size: int = 128
+) -> tuple[torch.Tensor, int]:
+    """Summed NLL per direction [directions] of sentences under a pretrained language model
+    (forward first), and the number of pieces each direction predicts (<end> or <start>
+    included)."""
+    model.eval()
+    device = model_device(model)
+    total = torch.zeros(2 if model.config.bidirectional else 1, dtype=torch.float64)
+    with torch.no_grad():
+        for idx in length_sorted([len(s) for s in ids], batch_size):
+            batch = {k: v.to(device) for k, v in pretrain_batch([ids[i] for i in idx]).items()}
+            total += model.piece_nll(batch["tokens"], batch["lengths"]).double().sum((1, 2)).cpu()
+    return total, sum(len(s) + 1 for s in ids)
+
+
+def corpus_perplexity(model, labels, ids) -> float:
+    nll, counts = sentence_nll(model, labels, ids)
+    return float(torch.exp(nll.sum() / counts.sum()))
+

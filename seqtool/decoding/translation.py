@@ -1,0 +1,77 @@
+"""Translate lists of sentences with a translator: batching, search, detokenizing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH
+from seqtool.decoding.search import Hypothesis, beam_search, greedy
+from seqtool.device import autocast, model_device
+from seqtool.text.batching import length_sorted, translate_batch
+from seqtool.text.tokenizer import Tokenizer
+
+
+@dataclass
+class TranslationResult:
+    text: str
+    score: float
+    hypotheses: list[Hypothesis]
+    source_pieces: list[str]
+    target_pieces: list[str]
+
+
+class Translation:
+    """Translate lists of sentences with a `Translator` in length-sorted batches."""
+
+    def __init__(
+        self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer, precision: str = "fp32"
+    ):
+        self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
+        self.precision = precision
+
+    @torch.no_grad()
+    def translate(
+        self, texts: Sequence[str], beam: int = 5, alpha: float = 1.0, n_best: int = 1,
+        max_length_ratio: float = 2.0, batch_size: int = 64, with_attention: bool = False,
+        max_source_tokens: int = DEFAULT_MAX_LENGTH,
+    ) -> list[TranslationResult]:
+        """Best translation (and `n_best` hypotheses) per text, in input order. Sources
+        longer than `max_source_tokens` pieces are cut (0 = no limit; a warning on stderr)."""
+
+        self.model.eval()
+        device = model_device(self.model)
+        ids = self.src_tok.encode_batch(list(texts), max_length=max_source_tokens)
+        results: list[TranslationResult | None] = [None] * len(ids)
+        for i, s in enumerate(ids):
+            if not s:  # an empty line translates to an empty line
+                results[i] = TranslationResult("", 0.0, [Hypothesis([], 0.0, [])], [], [])
+        todo = [i for i, s in enumerate(ids) if s]
+        for idx in length_sorted([len(ids[i]) for i in todo], batch_size):
+            rows = [todo[j] for j in idx]
+            batch = translate_batch([ids[i] for i in rows])
+            src = batch["src"].to(device)
+            lengths = batch["src_lengths"].to(device)
+            limits = (lengths.double() * max_length_ratio + 5).long()
+            with autocast(device, self.precision):
+                if beam <= 1:
+                    hyps = [[h] for h in greedy(self.model, src, lengths, limits,
+                                                with_attention)]
+                else:
+                    hyps = beam_search(self.model, src, lengths, limits, beam, alpha, n_best,
+                                       with_attention)
+            for i, hs in zip(rows, hyps, strict=True):
+                best = hs[0]
+                results[i] = TranslationResult(
+                    self.tgt_tok.decode(best.tokens), best.score, hs,
+                    self.src_tok.id_to_piece(ids[i]),
+                    self.tgt_tok.id_to_piece(best.tokens),
+                )
+        return results  # type: ignore[return-value]
+
+    def text(self, hypothesis: Hypothesis) -> str:
+        return self.tgt_tok.decode(hypothesis.tokens)
+

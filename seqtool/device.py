@@ -1,0 +1,49 @@
+"""Where and how precisely models run: the device, mixed precision, and the process group
+of a torchrun launch. Shared by training and inference."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from seqtool.errors import SeqtoolError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SeqtoolError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise SeqtoolError(f"unknown device {name!r}: auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise SeqtoolError(f"unknown precision {precision!r}: fp32 or bf16")
+    return contextlib.nullcontext()
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch, lengths included, on the model's device."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -1,0 +1,1 @@
+"""Inference: loaded models answering, evaluation, combination."""

@@ -1,0 +1,1 @@
+"""The models: torch modules and their configurations."""

@@ -1,0 +1,1 @@
+"""Text in: readers of corpora and input lines, the sentencepiece tokenizer, batches."""

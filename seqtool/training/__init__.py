@@ -1,0 +1,1 @@
+"""Training: the loop, the per-task recipes, resume, pretrained starts."""
