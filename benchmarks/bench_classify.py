@@ -201,8 +201,9 @@ def engine_overhead(steps: int = 120) -> dict:
     """tokens/s of seqtool's Trainer against a bare loop: same model, batches, optimizer."""
     import torch
 
+    from seqtool.config import TrainConfig
     from seqtool.text.data import read_labeled
-    from seqtool.training.loop import TrainConfig, Trainer
+    from seqtool.training.loop import Trainer
     from seqtool.training.recipes import TokenizerOptions, setup_classify
 
     train = list(read_labeled(DATA / "train.tsv"))

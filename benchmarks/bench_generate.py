@@ -30,7 +30,8 @@ def training_speed(steps: int = 40) -> float:
     import torch
 
     from seqtool.checkpoint import Checkpoint
-    from seqtool.nn.models import Generator, GeneratorConfig
+    from seqtool.config import GeneratorConfig
+    from seqtool.nn.models import Generator
     from seqtool.text.batching import generate_batch
     from seqtool.text.data import read_labeled
     from seqtool.text.tokenizer import Tokenizer

@@ -54,8 +54,9 @@ def training_speed(precision: str, steps: int) -> float:
     import torch
 
     from seqtool.checkpoint import Checkpoint
+    from seqtool.config import TranslatorConfig
     from seqtool.device import autocast
-    from seqtool.nn.models import Translator, TranslatorConfig
+    from seqtool.nn.models import Translator
     from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer

@@ -39,7 +39,8 @@ def small_generator(seed: int = 0, num_classes: int = 3, vocab_size: int = 23, *
     """A small random S2 generator in float64 (no dropout) for unit tests."""
     import torch
 
-    from seqtool.nn.models import Generator, GeneratorConfig
+    from seqtool.config import GeneratorConfig
+    from seqtool.nn.models import Generator
 
     torch.manual_seed(seed)
     config = GeneratorConfig(vocab_size=vocab_size, num_classes=num_classes, embed_dim=6,

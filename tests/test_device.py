@@ -13,12 +13,13 @@ from conftest import TOY
 from devicecheck import DeviceCheck, DeviceMismatch
 
 from seqtool.checkpoint import Checkpoint
+from seqtool.config import TrainConfig
 from seqtool.decoding.scoring import classify_outputs, sentence_nll
 from seqtool.decoding.translation import Translation
 from seqtool.inference.predict import Loaded, generate
 from seqtool.nn.models import run_padded
 from seqtool.text.data import read_labeled, read_parallel
-from seqtool.training.loop import TrainConfig, Trainer
+from seqtool.training.loop import Trainer
 from seqtool.training.recipes import (
     TokenizerOptions,
     setup_classify,

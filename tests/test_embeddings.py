@@ -9,8 +9,9 @@ import torch
 from conftest import TOY, run_cli, run_seqtool
 
 from seqtool.checkpoint import Checkpoint
+from seqtool.config import ClassifierConfig, GeneratorConfig
 from seqtool.errors import SeqtoolError
-from seqtool.nn.models import Classifier, ClassifierConfig, Generator, GeneratorConfig
+from seqtool.nn.models import Classifier, Generator
 from seqtool.text.tokenizer import Tokenizer
 from seqtool.training.pretrained import init_word_vectors, read_word_vectors
 

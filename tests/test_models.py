@@ -14,14 +14,9 @@ import pytest
 import torch
 from conftest import small_generator
 
+from seqtool.config import ClassifierConfig, TranslatorConfig
 from seqtool.decoding.scoring import sentence_nll
-from seqtool.nn.models import (
-    Classifier,
-    ClassifierConfig,
-    Translator,
-    TranslatorConfig,
-    adversarial_shift,
-)
+from seqtool.nn.models import Classifier, Translator, adversarial_shift
 from seqtool.text.batching import classify_batch, generate_batch, translate_batch
 from seqtool.text.tokenizer import END, START
 

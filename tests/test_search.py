@@ -13,6 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from seqtool.config import TranslatorConfig
 from seqtool.decoding import search
 from seqtool.decoding.search import (
     beam_search,
@@ -22,7 +23,7 @@ from seqtool.decoding.search import (
     may_improve,
     normalised_score,
 )
-from seqtool.nn.models import Translator, TranslatorConfig
+from seqtool.nn.models import Translator
 from seqtool.text.tokenizer import END, PAD
 
 SRC_VOCAB = 11

@@ -13,11 +13,12 @@ from conftest import TINY_CLASSIFY, TOY, run_cli
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint
+from seqtool.config import TrainConfig
 from seqtool.device import autocast
 from seqtool.errors import SeqtoolError
 from seqtool.nn.models import build_model
 from seqtool.training import loop as training
-from seqtool.training.loop import Task, TrainConfig, Trainer, last_path
+from seqtool.training.loop import Task, Trainer, last_path
 
 DATA = TOY / "sentiment.tsv"
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import TINY_TRANSLATE, TOY, run_cli
 
-from seqtool.nn.models import Translator, TranslatorConfig, run_packed, run_padded
+from seqtool.config import TranslatorConfig
+from seqtool.nn.models import Translator, run_packed, run_padded
 from seqtool.text.data import read_parallel
 
 PAIRS = read_parallel(TOY / "en-de.tsv")

@@ -23,8 +23,9 @@ def combine_classifiers(paths: Sequence[str | Path], out: str | Path, command: s
                         half: bool = False) -> Checkpoint:
     """Write the classifiers at `paths` (each may itself be a combination) to `out` as one
     classifier predicting their mean class distribution, each weighted by its GRUs."""
+    from seqtool.config import CombinedClassifierConfig
     from seqtool.inference.predict import load, part_tokenizer_key
-    from seqtool.nn.models import ClassifierCombination, CombinedClassifierConfig
+    from seqtool.nn.models import ClassifierCombination
 
     if len(paths) < 2:
         raise SeqtoolError("give two or more classifier checkpoints to combine")

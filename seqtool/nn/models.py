@@ -16,7 +16,6 @@ where the loss is masked. Every tensor a model makes follows the device of its i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -24,22 +23,19 @@ import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqtool.config import (
+    ClassifierConfig,
+    CombinedClassifierConfig,
+    GeneratorConfig,
+    LanguageModelConfig,
+    TranslatorConfig,
+)
 from seqtool.nn.attention import Attention
 from seqtool.nn.recurrence import input_feeding_gru
 from seqtool.text.tokenizer import PAD
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 CELL_TYPES = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
-
-
-class ConfigMixin:
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, state=None):
@@ -103,20 +99,6 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- S1
-
-
-@dataclass
-class ClassifierConfig(ConfigMixin):
-    vocab_size: int
-    num_classes: int
-    embed_dim: int = 128
-    hidden_dim: int = 192
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.3
-    pooling: str = "max"  # max | mean | last (the course's y_h(T)) | concat (all three)
-    ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
-    adversarial: float = 0.0  # radius of the adversarial shift of the embedded text, times its norm
 
 
 def max_over_time(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -240,20 +222,6 @@ class Classifier(nn.Module):
         return total, labels.numel()
 
 
-@dataclass
-class CombinedClassifierConfig(ConfigMixin):
-    parts: list[dict[str, Any]]  # one ClassifierConfig per combined checkpoint
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.parts, list) and self.parts
-                and all(isinstance(p, dict) for p in self.parts)):
-            raise ValueError("'parts' must be a non-empty list of classifier configurations")
-
-    @property
-    def num_classes(self) -> int:
-        return ClassifierConfig.from_dict(self.parts[0]).num_classes
-
-
 class ClassifierCombination(nn.Module):
     """S1 classifiers trained apart, each reading the text through its own tokenizer (one
     started from word vectors, one from a language model, say). The prediction is the mean
@@ -281,23 +249,6 @@ class ClassifierCombination(nn.Module):
 
 
 # ----------------------------------------------------------------------------- S2
-
-
-@dataclass
-class GeneratorConfig(ConfigMixin):
-    vocab_size: int
-    num_classes: int
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    layers: int = 1
-    dropout: float = 0.3
-    tie_embeddings: bool = True
-    class_every_step: bool = False
-    class_dim: int = 32
-    class_bias: bool = False  # a learned per-class bias over the vocabulary at every step
-    # Weight of a discriminative term in training (GeDi, Krause et al. 2020): the generator
-    # read as a classifier by Bayes' rule, p(c|x) ∝ p(x|c), must pick the true class.
-    discriminative_weight: float = 0.0
 
 
 class Generator(nn.Module):
@@ -395,33 +346,6 @@ class Generator(nn.Module):
 
 
 # ----------------------------------------------------------------------------- S3
-
-
-@dataclass
-class TranslatorConfig(ConfigMixin):
-    src_vocab_size: int
-    tgt_vocab_size: int
-    embed_dim: int = 256
-    hidden_dim: int = 256  # the decoder's size, and per encoder direction (but see below)
-    encoder_layers: int = 1
-    decoder_layers: int = 1
-    rnn: str = "gru"  # gru | lstm
-    attention: str = "bahdanau"  # bahdanau | luong-general | luong-dot
-    attention_dim: int = 256
-    dropout: float = 0.2
-    input_feeding: bool = True
-    shared_embeddings: bool = False  # one joint vocabulary: share source and target embeddings
-    label_smoothing: float = 0.1
-
-    @property
-    def encoder_dim(self) -> int:
-        """Size of an encoder state, both directions. Dot attention compares decoder and
-        encoder states directly, so there each direction gets half the decoder's size."""
-        if self.attention == "luong-dot":
-            if self.hidden_dim % 2:
-                raise ValueError(f"dot attention needs an even hidden size, not {self.hidden_dim}")
-            return self.hidden_dim
-        return 2 * self.hidden_dim
 
 
 State = Any  # list per layer of h [B, H] (GRU) or (h, c) (LSTM)
@@ -624,17 +548,6 @@ class Translator(nn.Module):
 
 
 # ----------------------------------------------------------------------------- pretraining
-
-
-@dataclass
-class LanguageModelConfig(ConfigMixin):
-    vocab_size: int
-    rnn: str = "gru"  # gru (for classifiers) | lstm (for generators)
-    embed_dim: int = 128
-    hidden_dim: int = 192
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.1  # as `seqtool pretrain`
 
 
 class LanguageModel(nn.Module):

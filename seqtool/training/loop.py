@@ -37,33 +37,10 @@ import torch
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint
+from seqtool.config import TrainConfig
 from seqtool.device import autocast, distributed, resolve_device, to_device
 from seqtool.errors import SeqtoolError
 from seqtool.text.data import token_budget_batches
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    max_tokens: int = 4096  # padded tokens per global batch
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    schedule: str = "plateau"  # constant | linear | plateau (halve the rate when dev stalls)
-    clip_norm: float = 1.0
-    eval_every: int = 0  # steps; 0 = once an epoch
-    patience: int = 5  # evaluations without improvement before stopping
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16
-    max_steps: int = 0  # 0 = no limit
-    max_minutes: float = 0.0  # 0 = no limit
-    weight_decay: float = 0.0
-    half_checkpoint: bool = False  # store the best weights in fp16 (smaller files)
-    keep: str = "best"  # what --out holds: the best dev evaluation's weights, or the last's
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    quiet: bool = False
-    pretrained_lr_scale: float = 1.0  # rate of --init's or --embeddings' weights, relative to lr
-    gradual_unfreezing: bool = False  # recorded here; the thaw epochs come with `pretrained`
 
 
 @dataclass
