@@ -57,6 +57,7 @@ class Loaded:
     model: nn.Module
     tokenizer: Tokenizer  # source side (the only one for S1 and S2)
     target_tokenizer: Tokenizer
+    path: Path | None = None  # the file it was loaded from
 
 
 def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
@@ -97,7 +98,7 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
                                    and all(isinstance(w, str) for w in stored)):
         raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
     model.to(resolve_device(device)).eval()
-    return Loaded(ckpt, model, tokenizers[0], tgt)
+    return Loaded(ckpt, model, tokenizers[0], tgt, path)
 
 
 def part_tokenizer_key(index: int) -> str:

@@ -1,0 +1,203 @@
+"""One training run from its options: what `seqtool train TASK`, `seqtool pretrain` and
+`seqtool.train()` all run.
+
+`options` holds every option of the command (defaults included), by the command line's
+parameter names; `given` names those the caller set, since sizes left at their defaults follow
+a starting model's (`--init`). With `resume` the tokenizers come from OUT.last.pt, and the run
+is refused when its data or options differ from the run that wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from seqtool.config import TrainConfig
+from seqtool.errors import SeqtoolError
+
+# The options of each task's model, by the command line's names.
+MODEL_OPTIONS = {
+    "classify": ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
+                 "ensemble", "adversarial"),
+    "generate": ("embed_dim", "hidden_dim", "layers", "dropout", "tie_embeddings",
+                 "class_every_step", "class_bias", "discriminative_weight"),
+    "translate": ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "rnn",
+                  "attention", "attention_dim", "dropout", "input_feeding", "label_smoothing"),
+    "pretrain": ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional", "dropout"),
+}
+TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
+# Data files each task reads; --out must never be one of them.
+DATA_OPTIONS = ("train_path", "dev_path", "train_src", "train_tgt", "dev_src", "dev_tgt",
+                "init", "tokenizer_path", "embeddings")
+
+
+def train(task: str, options: Mapping[str, Any], given: Collection[str],
+          command: str) -> dict[str, Any]:
+    """Train `task` ("classify", "generate", "translate" or "pretrain") and write the best
+    checkpoint to options["out"]; return the loop's summary (best, steps, seconds)."""
+    opts = dict(options)
+    model_opts = {k: opts[k] for k in MODEL_OPTIONS[task]}
+    _sizes_from_init(task, opts, model_opts, given)
+    _refuse_overwriting_data(opts)
+    setup = _SETUPS[task](opts, model_opts)
+    return _run(task, opts, setup, command)
+
+
+def _classify_setup(opts: dict[str, Any], model_opts: dict[str, Any]) -> Callable:
+    from seqtool.training.recipes import setup_classify
+
+    train_data, dev_data = _labeled(opts)
+    return lambda tok, meta: setup_classify(
+        train_data, dev_data, opts["dev_path"], model_opts, tok, opts["seed"], meta,
+        opts["subword_sampling"], opts["max_train_length"])
+
+
+def _generate_setup(opts: dict[str, Any], model_opts: dict[str, Any]) -> Callable:
+    from seqtool.training.recipes import setup_generate
+
+    train_data, dev_data = _labeled(opts)
+    return lambda tok, meta: setup_generate(
+        train_data, dev_data, opts["dev_path"], model_opts, tok, opts["seed"], meta,
+        opts["max_train_length"])
+
+
+def _labeled(opts: dict[str, Any]):
+    from seqtool.text.data import read_labeled
+
+    return list(read_labeled(opts["train_path"])), list(read_labeled(opts["dev_path"]))
+
+
+def _translate_setup(opts: dict[str, Any], model_opts: dict[str, Any]) -> Callable:
+    from seqtool.text.data import read_parallel
+    from seqtool.training.recipes import setup_translate
+
+    def pairs(split: str):
+        if opts.get(f"{split}_path"):
+            return read_parallel(opts[f"{split}_path"])
+        if opts.get(f"{split}_src") and opts.get(f"{split}_tgt"):
+            return read_parallel(opts[f"{split}_src"], opts[f"{split}_tgt"])
+        raise SeqtoolError(f"give --{split} FILE.tsv or both --{split}-src and --{split}-tgt")
+
+    train_data, dev_data = pairs("train"), pairs("dev")
+    return lambda tok, meta: setup_translate(
+        train_data, dev_data, model_opts, tok, opts["joint_vocab"], opts["max_train_length"],
+        opts["seed"], meta)
+
+
+def _pretrain_setup(opts: dict[str, Any], model_opts: dict[str, Any]) -> Callable:
+    from seqtool.text.data import iter_lines
+    from seqtool.training.recipes import setup_pretrain
+
+    paths = opts["train_path"]
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    train_texts = [line for path in paths for _, line in iter_lines(path)]
+    dev_texts = [line for _, line in iter_lines(opts["dev_path"])]
+    return lambda tok, meta: setup_pretrain(
+        train_texts, dev_texts, model_opts, tok, opts["seed"], meta, opts["max_train_length"])
+
+
+_SETUPS = {"classify": _classify_setup, "generate": _generate_setup,
+           "translate": _translate_setup, "pretrain": _pretrain_setup}
+
+
+def _sizes_from_init(task: str, opts: dict[str, Any], model_opts: dict[str, Any],
+                     given: Collection[str]) -> None:
+    """With --init, the sizes left at their defaults are the starting model's (sizes given
+    that differ from it stay, and fail in one line when copied). `pretrain --init` goes on
+    with the language model's sizes, whatever the options say."""
+    if not opts.get("init"):
+        return
+    from seqtool.training.pretrained import ARCHITECTURE, load_language_model
+
+    sizes = load_language_model(opts["init"], task).model_config
+    for name in ARCHITECTURE:
+        if name in model_opts and name in sizes and (task == "pretrain" or name not in given):
+            model_opts[name] = sizes[name]
+
+
+def _refuse_overwriting_data(opts: dict[str, Any]) -> None:
+    """--out (and OUT.last.pt) must not be a data or tokenizer file of the run."""
+    from seqtool.checkpoint import refuse_overwriting_input
+    from seqtool.training.loop import last_path
+
+    inputs: list[Any] = []
+    for key in DATA_OPTIONS:
+        value = opts.get(key)
+        inputs.extend(value if isinstance(value, (list, tuple)) else [value])
+    for target in (Path(opts["out"]), last_path(Path(opts["out"]))):
+        refuse_overwriting_input(target, inputs)
+
+
+def _run(task_name: str, opts: dict[str, Any], setup: Callable, command: str) -> dict[str, Any]:
+    from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
+    from seqtool.training.loop import Trainer, check_same_run, last_path, run_fingerprint
+    from seqtool.training.recipes import TokenizerOptions, run_meta
+
+    out = Path(opts["out"])
+    config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS if k in opts})
+    fingerprint = run_fingerprint(opts)
+    remove_stale_temp_files(out)
+    check_writable(out)
+    check_writable(last_path(out))
+    resumed = None
+    if opts["resume"]:
+        resumed = Checkpoint.load(last_path(out))
+        check_same_run(resumed.meta.get("run"), fingerprint, last_path(out))
+    if opts.get("init") and opts.get("embeddings"):
+        raise SeqtoolError("--embeddings and --init both give the embeddings: pass one")
+    language_model = None
+    if opts.get("init"):  # its tokenizer, then its weights
+        from seqtool.training.pretrained import load_language_model
+
+        language_model = load_language_model(opts["init"], task_name)
+    trained = resumed.tokenizers if resumed else (
+        language_model.tokenizers if language_model else None)
+    tok = TokenizerOptions(opts["vocab_size"], opts["tokenizer_type"],
+                           opts["character_coverage"], opts["tokenizer_path"], opts["lowercase"],
+                           trained=trained)
+    meta = run_meta(command, config.seed, {k: opts[k] for k in TRAIN_KEYS if k in opts})
+    meta["run"] = fingerprint
+    if language_model is not None and task_name in ("generate", "pretrain"):
+        meta["lexicon"] = list(language_model.meta.get("lexicon", []))
+    try:
+        model, task = setup(tok, meta)
+    except ValueError as e:  # a model configuration that cannot be built
+        raise SeqtoolError(f"model: {e}") from None
+    pretrained: dict[str, int] = {}
+    if language_model is not None and language_model.task == task_name:
+        labels = task.checkpoint(model).labels
+        if labels != language_model.labels:
+            raise SeqtoolError(f"--init: the model's labels are {', '.join(language_model.labels)}"
+                               f"; the training data's are {', '.join(labels)}", opts["init"])
+    if language_model is not None:
+        from seqtool.training.pretrained import init_from_language_model, thaw_epochs
+
+        pretrained = thaw_epochs(init_from_language_model(model, language_model, opts["init"]),
+                                 bool(opts.get("gradual_unfreezing")))
+    found_vectors = None
+    if opts.get("embeddings"):
+        from seqtool.text.tokenizer import Tokenizer
+        from seqtool.training.pretrained import init_word_vectors, piece_embeddings, thaw_epochs
+
+        tokenizer = Tokenizer(task.checkpoint(model).tokenizers["src"])
+        if resumed is None:
+            pieces = tokenizer.id_to_piece(range(tokenizer.vocab_size))
+            names, found = init_word_vectors(model, pieces, opts["embeddings"])
+            found_vectors = found, len(pieces)
+        else:  # the weights come from the checkpoint; the tables keep their own rate
+            names = {f"{n}.weight" for n in piece_embeddings(model, tokenizer.vocab_size)}
+        pretrained = thaw_epochs(names, bool(opts.get("gradual_unfreezing")))
+    trainer = Trainer(model, task, config, out, pretrained)
+    if found_vectors is not None:
+        trainer.log(f"--embeddings: {found_vectors[0]} of {found_vectors[1]} pieces are words "
+                    f"with a vector")
+    if resumed is not None:
+        trainer.resume(resumed, last_path(out))
+    params = sum(p.numel() for p in model.parameters())
+    trainer.log(f"training {task_name}: {params / 1e6:.2f}M parameters, "
+                f"{len(task.lengths)} examples, {len(trainer.epoch_batches(0))} batches/epoch")
+    result = trainer.fit()
+    trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
+                f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
+    return result
