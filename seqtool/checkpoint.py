@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import platform
 import tempfile
@@ -115,6 +116,21 @@ def refuse_overwriting_input(out: str | Path | None, inputs: list[str | Path | N
                                "choose another --out", str(out))
 
 
+def content_digest(task: str, model_config: str, labels: str,
+                   tokenizers: dict[str, bytes]) -> str:
+    """SHA-256 of what defines a trained model besides its weights: task, configuration (as
+    stored, JSON), labels and tokenizers. Stored at save time; a file edited afterwards (a
+    changed pooling, a relabelled class) no longer matches, and loading it fails."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (task, model_config, labels):
+        digest.update(part.encode("utf-8") + b"\0")
+    for side in sorted(tokenizers):
+        digest.update(side.encode("utf-8") + b"\0" + tokenizers[side])
+    return digest.hexdigest()
+
+
 def versions() -> dict[str, str]:
     import sentencepiece
     import torch
@@ -153,12 +169,14 @@ class Checkpoint:
         meta = dict(self.meta)
         meta.setdefault("versions", versions())
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        config, labels = json.dumps(self.model_config), json.dumps(self.labels)
         payload = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "task": self.task,
-            "model_config": json.dumps(self.model_config),
-            "labels": json.dumps(self.labels),
+            "model_config": config,
+            "labels": labels,
+            "digest": content_digest(self.task, config, labels, self.tokenizers),
             "meta": json.dumps(meta),
             "weights": weights,
             "tokenizers": {
@@ -239,11 +257,24 @@ class Checkpoint:
         train_state = payload.get("train_state")
         if train_state is not None and not isinstance(train_state, dict):
             raise damaged("'train_state' is not a dictionary")
+        tokenizer_bytes = {k: v.numpy().tobytes() for k, v in tokenizers.items()}
+        if "digest" in payload:  # older checkpoints have none: the checks below still hold
+            stored = content_digest(task, payload["model_config"], payload["labels"],
+                                    tokenizer_bytes)
+            if payload["digest"] != stored:
+                raise damaged("its configuration, labels or tokenizer were edited after it "
+                              "was written (digest differs)")
+        repeated = sorted({str(x) for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise damaged(f"label {repeated[0]!r} appears more than once")
+        for key, value in weights.items():  # a sum is NaN or infinite iff a value is (and fast)
+            if value.is_floating_point() and not math.isfinite(float(value.sum())):
+                raise damaged(f"weight {key!r} holds NaN or infinite values")
         return cls(
             task=task,
             model_config=config,
             weights=weights,
-            tokenizers={k: v.numpy().tobytes() for k, v in tokenizers.items()},
+            tokenizers=tokenizer_bytes,
             labels=[str(x) for x in labels],
             meta=meta,
             train_state=train_state,
