@@ -12,6 +12,30 @@ from rich.markup import escape
 from rich.table import Table
 
 
+def write_stdout(text: str) -> None:
+    """Write `text` to stdout completely, or raise OSError.
+
+    Python's buffered stdout can report a large write as done when the disk fills midway
+    (the bytes after the first short write are silently dropped), so results are written to
+    the file descriptor directly, each short write continued until all is out or the system
+    says why not (ENOSPC, EPIPE, EIO)."""
+    import io
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # captured (tests, IDEs)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()  # anything printed before goes first
+    data = memoryview(text.encode(sys.stdout.encoding or "utf-8",
+                                  sys.stdout.errors or "strict"))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
 class RecordWriter:
     """Writes result records (dicts) to stdout in a --format, flushing each batch at once.
 
@@ -32,16 +56,14 @@ class RecordWriter:
             lines = [self.line(r) for r in records]
         self.count += len(records)
         if lines:
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
+            write_stdout("\n".join(lines) + "\n")
 
     def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, kind, *_: Any) -> None:
         if self.fmt == "json" and kind is None:  # a failed run leaves no valid-looking array
-            sys.stdout.write("]\n" if self.count else "[]\n")
-            sys.stdout.flush()
+            write_stdout("]\n" if self.count else "[]\n")
 
 
 def print_report(report: dict[str, Any], fmt: str, as_text: Callable[[dict], None]) -> None:
