@@ -7,6 +7,7 @@ temporary file in the same folder and renamed into place, so a crash never leave
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import math
@@ -14,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,46 @@ def check_writable(path: Path) -> None:
         raise SeqtoolError(f"cannot write here ({e.strerror})", str(path)) from None
     os.close(fd)
     os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def output_lock(path: Path, what: str = "training") -> Iterator[None]:
+    """Hold an exclusive lock on `path` while a run writes it, so that a second run given the
+    same output is refused in one line instead of overwriting the first's file in silence.
+
+    The lock is `flock` on a hidden `.NAME.lock` beside it: the system releases it when the
+    process dies, however it dies, so no stale lock ever blocks a later run."""
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise os_error(e, lock, "cannot create lock file") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SeqtoolError(f"another {what} is writing this file now; wait for it to end "
+                               "or choose another --out", str(path)) from None
+        try:  # the holder before us may have removed the file we locked: lock the new one
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
 
 
 def refuse_overwriting_input(out: str | Path | None, inputs: list[str | Path | None]) -> None:

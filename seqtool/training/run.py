@@ -130,6 +130,21 @@ def _refuse_overwriting_data(opts: dict[str, Any]) -> None:
 
 
 def _run(task_name: str, opts: dict[str, Any], setup: Callable, command: str) -> dict[str, Any]:
+    """The run itself, holding the lock on --out (the first process of a torchrun launch
+    holds it for all: only it writes)."""
+    import os
+
+    from seqtool.checkpoint import check_writable, output_lock
+
+    check_writable(Path(opts["out"]))  # its folder exists before the lock is made there
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _locked_run(task_name, opts, setup, command)
+    with output_lock(Path(opts["out"])):
+        return _locked_run(task_name, opts, setup, command)
+
+
+def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
+                command: str) -> dict[str, Any]:
     from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
     from seqtool.training.loop import Trainer, check_same_run, last_path, run_fingerprint
     from seqtool.training.recipes import TokenizerOptions, run_meta
