@@ -60,10 +60,15 @@ class LoadedClassifier(LoadedModel):
         """A label and the class probabilities per text, in input order."""
         from seqtool.decoding.scoring import classify_probabilities
 
+        # An empty line gets no label (as translate leaves it empty): it holds no evidence.
+        results = [ClassifyResult(None, None, text, {}) for text in texts]
+        todo = [i for i, text in enumerate(texts) if text.strip()]
         probabilities = classify_probabilities(self.loaded.model, self.loaded.tokenizer,
-                                               list(texts), max_length=max_input_length)
-        return [self._result(text, probs) for text, probs in zip(texts, probabilities,
-                                                                 strict=True)]
+                                               [texts[i] for i in todo],
+                                               max_length=max_input_length)
+        for i, probs in zip(todo, probabilities, strict=True):
+            results[i] = self._result(texts[i], probs)
+        return results
 
     def classify_stream(self, chunks: Iterable[Sequence[str]],
                         max_input_length: int = MAX_INPUT_LENGTH

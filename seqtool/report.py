@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,25 @@ def write_stdout(text: str) -> None:
         data = data[written:]
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_line(record: Any) -> str:
+    """One record as strict JSON: a non-finite number becomes null, never `NaN`."""
+    try:
+        return json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(record), ensure_ascii=False, allow_nan=False)
+
+
 class RecordWriter:
     """Writes result records (dicts) to stdout in a --format, flushing each batch at once.
 
@@ -49,7 +69,7 @@ class RecordWriter:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.fmt in ("jsonl", "json"):
-            lines = [json.dumps(r, ensure_ascii=False) for r in records]
+            lines = [json_line(r) for r in records]
             if self.fmt == "json":
                 lines = [("[" if self.count + i == 0 else ",") + x for i, x in enumerate(lines)]
         else:
@@ -69,9 +89,10 @@ class RecordWriter:
 def print_report(report: dict[str, Any], fmt: str, as_text: Callable[[dict], None]) -> None:
     """An evaluation or info report as tables (text), indented JSON or one JSON line."""
     if fmt == "json":
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        write_stdout(json.dumps(finite(report), indent=2, ensure_ascii=False,
+                                allow_nan=False) + "\n")
     elif fmt == "jsonl":
-        print(json.dumps(report, ensure_ascii=False))
+        write_stdout(json_line(report) + "\n")
     else:
         as_text(report)
 

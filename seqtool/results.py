@@ -12,8 +12,8 @@ from typing import Any
 
 @dataclass
 class ClassifyResult:
-    label: str
-    probability: float
+    label: str | None  # None (and no probabilities) for an empty text
+    probability: float | None
     text: str
     probabilities: dict[str, float]
 
