@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "train", "evaluate", "ClassifyResult", "GenerateResult", "TranslateResult", "Candidate",
-           "AttentionMap", "SeqtoolError"]
+__all__ = ["load", "train", "evaluate", "ClassifyResult", "GenerateResult", "TranslateResult",
+           "Candidate", "AttentionMap", "SeqtoolError"]
 
 if TYPE_CHECKING:
     from seqtool.api import evaluate, load, train

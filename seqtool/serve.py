@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from seqtool.errors import SeqtoolError
@@ -156,7 +157,7 @@ class Service:
         beam = _int(body, "beam", 5, 1, MAX_BEAM)
         n_best = _int(body, "n_best", 1, 1, beam)
         length_penalty = _number(body, "length_penalty", 1.0, 0)
-        ratio = _number(body, "max_length_ratio", 2.0, 0, open_min=True, most=100)
+        ratio = _number(body, "max_length_ratio", 2.0, 0, open_min=True, most=10)
         attention = _get(body, "attention", False, bool)
         precision = _get(body, "precision", "fp32", str)
         if precision not in ("fp32", "bf16"):
@@ -349,7 +350,8 @@ class Handler(BaseHTTPRequestHandler):
         except SeqtoolError as e:
             self._send(400, {"error": " ".join(str(e).split())})
         except Exception as e:  # noqa: BLE001 - the server lives on; the client learns why
-            self.log_error("%s: %s", type(e).__name__, e)
+            print(f"seqtool serve: {self.command} {path}: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
             self._send(500, {"error": f"internal error: {type(e).__name__}"})
         finally:
             self.server.end()
@@ -494,14 +496,20 @@ def run(models: dict[str, Any], host: str = "127.0.0.1", port: int = 8765,
     code = [0]
 
     def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait any longer
+            print("seqtool serve: stopped", file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum)
         code[0] = 128 + signum
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     loop = threading.Thread(target=server.serve_forever, name="seqtool-serve", daemon=True)
     loop.start()
-    names = ", ".join(f"{task}: {_file_name(m)}" for task, m in models.items())
+    names = ", ".join(f"{task}: {Path(m.path).name}" for task, m in models.items())
     print(f"seqtool serve: listening on {server.url} ({names})", file=sys.stderr, flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: {host} is not the loopback address; whoever reaches it can use the "
+              "models (there is no authentication)", file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -514,12 +522,6 @@ def run(models: dict[str, Any], host: str = "127.0.0.1", port: int = 8765,
         for s, handler in previous.items():
             signal.signal(s, handler)
     return code[0]
-
-
-def _file_name(model: Any) -> str:
-    from pathlib import Path
-
-    return Path(model.path).name
 
 
 if __name__ == "__main__":
