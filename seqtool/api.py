@@ -103,6 +103,12 @@ class LoadedGenerator(LoadedModel):
 
     task = "generate"
 
+    def __init__(self, loaded: Loaded, name: str | Path | None, device: str):
+        super().__init__(loaded, name, device)
+        self._other_names: dict[str, str | None] = {}
+        self._others: dict[str, Loaded] = {}
+        self._lexicons: dict[tuple[int, str], Any] = {}
+
     def generate(self, label: str, n: int = 1, prompt: str = "", seed: int = 0,
                  temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0,
                  max_output_length: int = 60, guidance: float = 1.0,
@@ -110,22 +116,37 @@ class LoadedGenerator(LoadedModel):
         """`n` samples for `label` (continuing `prompt`); the same seed gives the same text.
         The shipped default generator hands a label it does not know (`news`) to the shipped
         generator that knows it."""
-        from seqtool.inference.predict import generate, lexicon_for
+        from seqtool.inference.predict import generate
 
         loaded = self._for_label(label)
-        words = lexicon_for(loaded, lexicon)
         samples = generate(loaded, label, n, prompt, max_output_length, temperature, top_k,
-                           top_p, seed, guidance=guidance, lexicon=words)
+                           top_p, seed, guidance=guidance, lexicon=self._lexicon(loaded, lexicon))
         return [GenerateResult(**s) for s in samples]
 
     def _for_label(self, label: str) -> Loaded:
-        if self.name is None and label not in self.loaded.checkpoint.labels:
-            from seqtool.inference.predict import load, shipped_generator_for
+        """This model, or for a label only another shipped generator knows (when this one
+        is the shipped default), that one, loaded once and kept beside this one."""
+        if self.name is not None or label in self.loaded.checkpoint.labels:
+            return self.loaded
+        from seqtool.inference.predict import load, shipped_generator_for
 
-            other = shipped_generator_for(label)
-            if other:
-                self.loaded, self.name = load(other, "generate", self.device), other
-        return self.loaded
+        if label not in self._other_names:
+            self._other_names[label] = shipped_generator_for(label)
+        other = self._other_names[label]
+        if other is None:
+            return self.loaded  # generate() names the labels this model knows
+        if other not in self._others:
+            self._others[other] = load(other, "generate", self.device)
+        return self._others[other]
+
+    def _lexicon(self, loaded: Loaded, option: str):
+        """The words samples may use (built once per model and option: it takes a while)."""
+        from seqtool.inference.predict import lexicon_for
+
+        key = (id(loaded), option)
+        if key not in self._lexicons:
+            self._lexicons[key] = lexicon_for(loaded, option)
+        return self._lexicons[key]
 
 
 class LoadedTranslator(LoadedModel):
