@@ -31,7 +31,7 @@ def training_speed(steps: int = 40) -> float:
 
     from seqtool.checkpoint import Checkpoint
     from seqtool.config import GeneratorConfig
-    from seqtool.nn.models import Generator
+    from seqtool.nn.generator import Generator
     from seqtool.text.batching import generate_batch
     from seqtool.text.data import read_labeled
     from seqtool.text.tokenizer import Tokenizer

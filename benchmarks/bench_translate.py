@@ -56,7 +56,7 @@ def training_speed(precision: str, steps: int) -> float:
     from seqtool.checkpoint import Checkpoint
     from seqtool.config import TranslatorConfig
     from seqtool.device import autocast
-    from seqtool.nn.models import Translator
+    from seqtool.nn.translator import Translator
     from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer

@@ -40,7 +40,7 @@ def small_generator(seed: int = 0, num_classes: int = 3, vocab_size: int = 23, *
     import torch
 
     from seqtool.config import GeneratorConfig
-    from seqtool.nn.models import Generator
+    from seqtool.nn.generator import Generator
 
     torch.manual_seed(seed)
     config = GeneratorConfig(vocab_size=vocab_size, num_classes=num_classes, embed_dim=6,

@@ -266,7 +266,7 @@ def test_shipped_models_by_name_and_by_label(tmp_path, toy_generator, toy_classi
 
 def test_info_counts_a_tied_weight_once(toy_generator):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.nn.models import build_model
+    from seqtool.nn.registry import build_model
 
     ckpt = Checkpoint.load(toy_generator)
     model = build_model("generate", ckpt.model_config)

@@ -17,7 +17,7 @@ from seqtool.config import TrainConfig
 from seqtool.decoding.scoring import classify_outputs, sentence_nll
 from seqtool.decoding.translation import Translation
 from seqtool.inference.predict import Loaded, generate
-from seqtool.nn.models import run_padded
+from seqtool.nn.common import run_padded
 from seqtool.text.data import read_labeled, read_parallel
 from seqtool.training.loop import Trainer
 from seqtool.training.recipes import (

@@ -11,7 +11,8 @@ from conftest import TOY, run_cli, run_seqtool
 from seqtool.checkpoint import Checkpoint
 from seqtool.config import ClassifierConfig, GeneratorConfig
 from seqtool.errors import SeqtoolError
-from seqtool.nn.models import Classifier, Generator
+from seqtool.nn.classifier import Classifier
+from seqtool.nn.generator import Generator
 from seqtool.text.tokenizer import Tokenizer
 from seqtool.training.pretrained import init_word_vectors, read_word_vectors
 

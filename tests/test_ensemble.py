@@ -9,7 +9,7 @@ from conftest import TINY_CLASSIFY, TOY, run_cli, run_seqtool
 from seqtool.checkpoint import Checkpoint
 from seqtool.decoding.scoring import classify_outputs
 from seqtool.inference.predict import load
-from seqtool.nn.models import ClassifierCombination
+from seqtool.nn.ensemble import ClassifierCombination
 
 TEXTS = ["what a wonderful film", "dull and far too long", "I loved it", "not good at all"]
 

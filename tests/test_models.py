@@ -16,7 +16,8 @@ from conftest import small_generator
 
 from seqtool.config import ClassifierConfig, TranslatorConfig
 from seqtool.decoding.scoring import sentence_nll
-from seqtool.nn.models import Classifier, Translator, adversarial_shift
+from seqtool.nn.classifier import Classifier, adversarial_shift
+from seqtool.nn.translator import Translator
 from seqtool.text.batching import classify_batch, generate_batch, translate_batch
 from seqtool.text.tokenizer import END, START
 

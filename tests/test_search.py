@@ -23,7 +23,7 @@ from seqtool.decoding.search import (
     may_improve,
     normalised_score,
 )
-from seqtool.nn.models import Translator
+from seqtool.nn.translator import Translator
 from seqtool.text.tokenizer import END, PAD
 
 SRC_VOCAB = 11

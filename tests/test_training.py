@@ -16,7 +16,7 @@ from seqtool.checkpoint import Checkpoint
 from seqtool.config import TrainConfig
 from seqtool.device import autocast
 from seqtool.errors import SeqtoolError
-from seqtool.nn.models import build_model
+from seqtool.nn.registry import build_model
 from seqtool.training import loop as training
 from seqtool.training.loop import Task, Trainer, last_path
 

@@ -10,7 +10,8 @@ import torch
 from conftest import TINY_TRANSLATE, TOY, run_cli
 
 from seqtool.config import TranslatorConfig
-from seqtool.nn.models import Translator, run_packed, run_padded
+from seqtool.nn.common import run_packed, run_padded
+from seqtool.nn.translator import Translator
 from seqtool.text.data import read_parallel
 
 PAIRS = read_parallel(TOY / "en-de.tsv")
@@ -109,7 +110,7 @@ def test_evaluate_translate_reports_bleu_with_signature(toy_translator, tmp_path
 
 @pytest.mark.parametrize("attention", ["bahdanau", "luong-general", "luong-dot"])
 def test_hand_written_backward_equals_autograd(attention):
-    """The fast training path (recurrence.py) gives autograd's gradients of the step loop."""
+    """The fast training path (nn/fast.py) gives autograd's gradients of the step loop."""
     torch.manual_seed(0)
     config = TranslatorConfig(src_vocab_size=30, tgt_vocab_size=30, embed_dim=8, hidden_dim=6,
                               attention=attention, attention_dim=5, dropout=0.0)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from seqtool.device import model_device
-from seqtool.nn.models import ClassifierCombination
+from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.text.batching import classify_batch, generate_batch, length_sorted, pretrain_batch
 from seqtool.text.tokenizer import Tokenizer
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 from seqtool.decoding.lexicon import Lexicon
-from seqtool.nn.models import Generator, Translator, select_state
+from seqtool.nn.generator import Generator
+from seqtool.nn.translator import Translator, select_state
 from seqtool.text.tokenizer import END, PAD, START
 
 

@@ -25,7 +25,7 @@ def combine_classifiers(paths: Sequence[str | Path], out: str | Path, command: s
     classifier predicting their mean class distribution, each weighted by its GRUs."""
     from seqtool.config import CombinedClassifierConfig
     from seqtool.inference.predict import load, part_tokenizer_key
-    from seqtool.nn.models import ClassifierCombination
+    from seqtool.nn.ensemble import ClassifierCombination
 
     if len(paths) < 2:
         raise SeqtoolError("give two or more classifier checkpoints to combine")

@@ -20,7 +20,8 @@ from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH, classify_probabilities
 from seqtool.decoding.search import sample
 from seqtool.device import model_device, resolve_device
 from seqtool.errors import SeqtoolError
-from seqtool.nn.models import ClassifierCombination, build_model
+from seqtool.nn.ensemble import ClassifierCombination
+from seqtool.nn.registry import build_model
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.text.tokenizer import Tokenizer
 

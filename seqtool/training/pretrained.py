@@ -25,7 +25,9 @@ from torch import nn
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.nn.models import Classifier, Generator, LanguageModel
+from seqtool.nn.classifier import Classifier
+from seqtool.nn.generator import Generator
+from seqtool.nn.language_model import LanguageModel
 from seqtool.text.tokenizer import PAD
 
 RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}

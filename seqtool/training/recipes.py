@@ -18,7 +18,10 @@ from seqtool.checkpoint import Checkpoint
 from seqtool.config import ClassifierConfig, GeneratorConfig, LanguageModelConfig, TranslatorConfig
 from seqtool.decoding.lexicon import words_of
 from seqtool.errors import SeqtoolError, warn_once
-from seqtool.nn.models import Classifier, Generator, LanguageModel, Translator
+from seqtool.nn.classifier import Classifier
+from seqtool.nn.generator import Generator
+from seqtool.nn.language_model import LanguageModel
+from seqtool.nn.translator import Translator
 from seqtool.text.batching import classify_batch, generate_batch, pretrain_batch, translate_batch
 from seqtool.text.data import LabeledText, TextPair, check_labels
 from seqtool.text.tokenizer import Tokenizer, cap_characters

@@ -1,19 +1,70 @@
-"""Hand-written backpropagation through time for the attention decoder with input feeding.
+"""The fast paths: the single home of code that uses private PyTorch APIs or replaces autograd.
 
-Autograd differentiates the decoder loop one step at a time: every step makes its own small
-weight-gradient products and adds its own gradient into the encoder states, so in our profiles
-backward cost five times the forward pass. Here backward keeps in the loop only what is truly
-sequential (the gradients of h(t) and of the attentional vector, flowing back one step at a
-time) and computes each weight's gradient afterwards with one large product over all steps, as
-cuDNN does for its RNNs. The gradients equal autograd's (tests compare them in float64).
+Each function here has a plain version, written with public PyTorch only, that computes the
+same thing (tests/test_nn_fast.py compares them on small float64 models, gradients included):
 
-Covers a one-layer GRU decoder (the shipped architecture) with every attention kind; other
-decoders use the step-by-step path in `models.py`.
+- `fused_rnn` (torch._VF's multi-layer RNN kernels on a list of weights) -- plain version
+  `common.stepped_rnn`. Used by `common.run_padded` (the encoders and the classifier) and by
+  `Decoder.run_all` (the decoder RNN without input feeding, in training).
+- `input_feeding_gru` (hand-written backpropagation through time) -- plain version
+  `Translator._decode_steps`, `Decoder.step` once per target step.
+
+The fast paths are the default (they make the shipped models' outputs); `disabled()` switches
+every caller to the plain version, for tests and for checking a suspicion.
+
+Why `input_feeding_gru`: autograd differentiates the decoder loop one step at a time: every
+step makes its own small weight-gradient products and adds its own gradient into the encoder
+states, so in our profiles backward cost five times the forward pass. Here backward keeps in
+the loop only what is truly sequential (the gradients of h(t) and of the attentional vector,
+flowing back one step at a time) and computes each weight's gradient afterwards with one large
+product over all steps, as cuDNN does for its RNNs. It covers a one-layer GRU decoder (the
+shipped architecture) with every attention kind.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+from torch import _VF
+
+_enabled = True
+
+
+def enabled() -> bool:
+    """Whether callers take the fast paths (the default)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within the block every caller takes its plain, public-API path."""
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def fused_rnn(
+    x: torch.Tensor,
+    state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    weights: list[torch.Tensor],
+    layers: int,
+    dropout: float,
+    training: bool,
+) -> torch.Tensor:
+    """Outputs [B, T, H] of a one-directional GRU (state h0 [layers, B, H]) or LSTM (state
+    (h0, c0)) of `layers` layers over x [B, T, I], from the weights (weight_ih, weight_hh,
+    bias_ih, bias_hh) of each layer in turn; dropout between layers while training.
+
+    Plain version: `common.stepped_rnn`. One call of PyTorch's RNN kernel, without an
+    `nn.RNNBase` module (whose weights must be one module's, in one direction)."""
+    if isinstance(state, tuple):
+        return _VF.lstm(x, state, weights, True, layers, dropout, training, False, True)[0]
+    return _VF.gru(x, state, weights, True, layers, dropout, training, False, True)[0]
 
 
 class _InputFeedingGRU(torch.autograd.Function):
@@ -146,7 +197,7 @@ def input_feeding_gru(
 ) -> torch.Tensor:
     """Attentional vectors [B, T, H] of a one-layer GRU decoder with input feeding over the
     target embeddings `emb` [B, T, E] (teacher forcing); same result as stepping
-    `Decoder.step` T times, with a faster backward pass."""
+    `Decoder.step` T times (`Translator._decode_steps`), with a faster backward pass."""
     return _InputFeedingGRU.apply(
         kind, emb, h0, att0, keys, values, mask,
         cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, combine.weight, combine.bias,
