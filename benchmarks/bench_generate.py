@@ -33,9 +33,8 @@ def training_speed(steps: int = 40) -> float:
     from seqtool.config import GeneratorConfig
     from seqtool.nn.generator import Generator
     from seqtool.text.batching import generate_batch
-    from seqtool.text.data import read_labeled
+    from seqtool.text.data import read_labeled, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer
-    from seqtool.training.loop import token_budget_batches
 
     ckpt = Checkpoint.load(SHIPPED)
     tok = Tokenizer(ckpt.tokenizers["src"])

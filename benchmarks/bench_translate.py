@@ -55,12 +55,11 @@ def training_speed(precision: str, steps: int) -> float:
 
     from seqtool.checkpoint import Checkpoint
     from seqtool.config import TranslatorConfig
-    from seqtool.device import autocast
+    from seqtool.device import autocast, reuse_freed_memory
     from seqtool.nn.translator import Translator
     from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer
-    from seqtool.training.loop import reuse_freed_memory
 
     ckpt = Checkpoint.load(SHIPPED)
     tok = Tokenizer(ckpt.tokenizers["src"])
@@ -72,7 +71,7 @@ def training_speed(precision: str, steps: int) -> float:
     torch.manual_seed(0)
     model = Translator(TranslatorConfig.from_dict(ckpt.model_config))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    reuse_freed_memory()  # as the Trainer does
+    reuse_freed_memory()  # as `seqtool train` does when asked
     model.train()
     tokens, start = 0, 0.0
     for i, b in enumerate(batches):

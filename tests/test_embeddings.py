@@ -151,7 +151,7 @@ def test_pretrain_starts_its_embeddings_from_vectors(tmp_path):
 def test_a_run_from_vectors_resumes_exactly(tmp_path, task):
     """The vectors' tables keep their own rate (a second optimizer group) after --resume, so
     the resumed run ends on the very weights of an uninterrupted one."""
-    from seqtool.training.loop import last_path
+    from seqtool.training.resume import last_path
 
     data = TOY / "sentiment.tsv"
     if task == "pretrain":

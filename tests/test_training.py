@@ -18,7 +18,8 @@ from seqtool.device import autocast
 from seqtool.errors import SeqtoolError
 from seqtool.nn.registry import build_model
 from seqtool.training import loop as training
-from seqtool.training.loop import Task, Trainer, last_path
+from seqtool.training.loop import Task, Trainer
+from seqtool.training.resume import last_path
 
 DATA = TOY / "sentiment.tsv"
 
@@ -160,12 +161,12 @@ def test_warmup_then_linear_decay_to_a_floor(tmp_path):
 
 def test_plateau_halves_the_rate_and_patience_stops(tmp_path):
     # Dev scores: better, better, then flat: every second flat evaluation halves the rate and
-    # the third flat one ends training (patience 3).
+    # the third flat one ends training (patience 3). The halving holds from the next step on.
     trainer = linear_trainer(tmp_path, [1.0, 2.0, 2.0, 1.5, 0.5, 9.0], schedule="plateau",
                              patience=3, eval_every=1, epochs=100)
     result = trainer.fit()
     assert result["steps"] == 5 and result["best"] == 2.0
-    assert trainer.plateau_factor == 0.5
+    assert [r["lr"] for r in trainer.history] == pytest.approx([0.05] * 3 + [0.025] * 2)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5)
     assert [r["score"] for r in trainer.history] == [1.0, 2.0, 2.0, 1.5, 0.5]
     best = Checkpoint.load(tmp_path / "m.pt")

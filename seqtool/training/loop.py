@@ -1,22 +1,21 @@
 """One training loop for every task: the seeds' IGD algorithm at mini-batch scale.
 
 For each batch: forward, loss, backward, gradient clipping (against exploding gradients),
-an Adam step and a learning-rate schedule. Every `eval_every` steps (or once an epoch) the dev
-metric decides about the best checkpoint and early stopping. The last checkpoint carries the
-optimizer, schedule, RNG and position, so `--resume` continues exactly where training stopped,
-including after Ctrl-C.
+an Adam step and a learning-rate schedule (`schedule.py`). Every `eval_every` steps (or once an
+epoch) the dev metric decides about the best checkpoint and early stopping. The last checkpoint
+carries the optimizer, schedule, moving average and position, so `--resume` continues exactly
+where training stopped, including after Ctrl-C (`resume.py`).
 
-Data parallelism: under `torchrun` each process takes every world_size-th example of the same
-global batch and the model is wrapped in `DistributedDataParallel` (bucketed all-reduce,
-overlapped with backward, gloo or NCCL). Each process scales its summed loss so that the
-averaged gradient equals the gradient of (global summed loss / global units): without dropout
-N processes compute the same update as one process would. With dropout each process draws its
-own masks (from seed, step and rank), so the runs agree in distribution, not bit for bit.
-
-Randomness: before every step the generators are reseeded from (seed, step, rank). Dropout masks
-are then a function of the position in the run alone, so a resumed run, whether it stopped at a
-step limit, Ctrl-C, SIGTERM or a crash, continues with exactly the draws the uninterrupted run
-makes, on CPU and CUDA alike, with no generator state to save.
+Data parallelism: under `torchrun` the model is wrapped in `DistributedDataParallel` (bucketed
+all-reduce, overlapped with backward, gloo or NCCL), which averages the gradients over the
+processes. Each process takes its shard of the same global batch, DistributedSampler's way:
+the examples rank, rank + world, ... (without its padding, which would count examples twice).
+The processes' shards hold different numbers of tokens, so for the averaged gradient to be the
+gradient of (global summed loss / global units), as one process computes it, each process
+divides its summed loss by the global units (one all-reduce) and multiplies by the world size,
+undoing DDP's division. Without dropout N processes then compute the same update as one
+process would. With dropout each process draws its own masks (from seed, step and rank), so
+the runs agree in distribution, not bit for bit.
 """
 
 from __future__ import annotations
@@ -41,6 +40,15 @@ from seqtool.config import TrainConfig
 from seqtool.device import autocast, distributed, resolve_device, to_device
 from seqtool.errors import SeqtoolError
 from seqtool.text.data import token_budget_batches
+from seqtool.training.resume import (  # noqa: F401 (check_same_run, run_fingerprint: the CLI)
+    StopRequest,
+    TrainingInterrupted,
+    check_same_run,
+    last_path,
+    run_fingerprint,
+    step_seed,
+)
+from seqtool.training.schedule import Schedule, WeightAverage, lr_factor
 
 
 @dataclass
@@ -55,10 +63,10 @@ class Task:
     checkpoint: Callable[[nn.Module], Checkpoint]  # model -> checkpoint without train state
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The seed of one training step's random draws (dropout): a function of the run's
-    position only, so resuming needs no saved generator state."""
-    return (seed * 1_000_003 + step) * 1_009 + rank
+def shard(indices: Sequence[int], rank: int, world: int) -> list[int]:
+    """This process's examples of a global batch: DistributedSampler's split (rank, rank +
+    world, ...) without its padding, so no example counts twice."""
+    return list(indices[rank::world])
 
 
 class LossModule(nn.Module):
@@ -70,117 +78,6 @@ class LossModule(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return self.model.loss(batch)
-
-
-def reuse_freed_memory() -> None:
-    """Let glibc keep freed memory for the next allocation instead of unmapping it.
-
-    By default glibc returns large freed blocks to the OS, so the next step page-faults its
-    way through fresh memory for the same tensors, which on CPU cost about a tenth of a
-    translation training step. The largest tensors of a step are kept under 32 MB
-    (`Translator.loss`, `recurrence.py`), which keeps the heap from fragmenting: with them
-    resident memory grew as with the default allocator (1.4 to 1.9 GB over 250 steps);
-    before, with 100+ MB blocks, it had grown to 10 GB in 40 minutes. Nothing changes where
-    the C library is not glibc."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc.mallopt(m_mmap_max, 0)
-    libc.mallopt(m_trim_threshold, 2**30)
-
-
-def last_path(out: Path) -> Path:
-    """Where the resumable last checkpoint of `out` lives: model.pt -> model.last.pt."""
-    return out.with_name(out.stem + ".last" + out.suffix)
-
-
-# Options that may change when a run is resumed: how long it runs, where, how loudly.
-RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "max_minutes", "patience", "device",
-                               "quiet", "resume", "out"})
-# Options naming files whose content, not name, belongs to the run.
-DATA_FILES = frozenset({"train_path", "dev_path", "train_src", "train_tgt", "dev_src",
-                        "dev_tgt", "tokenizer_path", "init", "embeddings"})
-
-
-def file_digest(path: str | None) -> str | None:
-    """SHA-256 of a file's bytes (None for no file or stdin)."""
-    import hashlib
-
-    if not path or path == "-":
-        return None
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as e:
-        raise SeqtoolError(f"cannot read: {e.strerror}", path) from None
-    return digest.hexdigest()
-
-
-def run_fingerprint(options: dict[str, Any]) -> dict[str, Any]:
-    """What identifies a training run: its options and a hash of each data file."""
-    return {
-        "options": {k: v for k, v in sorted(options.items())
-                    if k not in RESUMABLE_CHANGES and k not in DATA_FILES},
-        "data": {k: [file_digest(f) for f in v] if isinstance(v, (list, tuple))
-                 else file_digest(v) for k, v in sorted(options.items()) if k in DATA_FILES},
-    }
-
-
-def check_same_run(saved: dict[str, Any] | None, now: dict[str, Any], path: Path) -> None:
-    """Refuse to resume a run with other data or options than the run that was saved."""
-    if not saved:
-        raise SeqtoolError("cannot resume: this checkpoint does not record its run's data "
-                           "and options (written by an older seqtool)", str(path))
-    for key in sorted(set(saved["data"]) | set(now["data"])):
-        if saved["data"].get(key) != now["data"].get(key):
-            option = "--" + key.removesuffix("_path").replace("_", "-")
-            raise SeqtoolError(f"cannot resume: the {option} data differ from the run being "
-                               f"resumed (start a new run, or restore the file)", str(path))
-    for key in sorted(set(saved["options"]) | set(now["options"])):
-        was, now_value = saved["options"].get(key), now["options"].get(key)
-        if was != now_value:
-            raise SeqtoolError(f"cannot resume: --{key.replace('_', '-')} was {was!r} in the "
-                               f"run being resumed, now {now_value!r}", str(path))
-
-
-class StopRequest:
-    """Ctrl-C and SIGTERM ask training to stop at the next step boundary, where the state is
-    whole, so the saved last checkpoint resumes exactly. A second Ctrl-C aborts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading_main():
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self.handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def handle(self, sig: int, _frame: object) -> None:
-        if self.signal is not None and sig == signal.SIGINT:
-            raise KeyboardInterrupt  # asked twice: stop now, the last saved state stays
-        self.signal = sig
-        print(f"{signal.Signals(sig).name}: stopping after this step "
-              f"(Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class Trainer:
@@ -200,7 +97,6 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids)
-        reuse_freed_memory()
         # Parameters set by --init learn at their own (lower) rate; the schedule scales both.
         named = list(model.named_parameters())
         groups = [{"params": [p for n, p in named if n not in pretrained]}]
@@ -211,8 +107,9 @@ class Trainer:
         # Frozen until their epoch: no gradient, so Adam leaves them and their moments alone.
         thaw = pretrained if isinstance(pretrained, Mapping) else {}
         self.thawing = [(p, thaw[n]) for n, p in named if thaw.get(n, 0) > 0]
-        self.plateau_factor = 1.0
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = Schedule(self.optimizer, config.schedule, config.warmup_steps,
+                                  self.total_steps if config.schedule == "linear" else 0,
+                                  task.higher_is_better)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -227,17 +124,13 @@ class Trainer:
         self.batches_per_epoch = 0
         # Polyak averaging: evaluate and ship a moving average of the weights, which is
         # smoother than the last step's weights (helps most on small data sets).
-        self.ema = ([p.detach().clone() for p in model.parameters()]
-                    if config.ema > 0 else None)
+        self.ema = WeightAverage(model, config.ema) if config.ema > 0 else None
 
     # -- schedule -------------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
+        """The schedule's factor at `step` (for plateau: before any halving)."""
         c = self.config
-        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps > 0 else 1.0
-        if c.schedule == "linear":
-            total = max(1, self.total_steps)
-            return warm * max(0.05, 1.0 - step / total)
-        return warm * self.plateau_factor
+        return lr_factor(step, c.schedule, c.warmup_steps, self.total_steps)
 
     # -- batches --------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -257,7 +150,6 @@ class Trainer:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "plateau_factor": self.plateau_factor,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -266,7 +158,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "tokens_seen": self.tokens_seen,
             "window": [self.window_loss, float(self.window_units)],
-            "ema": self.ema if self.ema is not None else [],
+            "ema": self.ema.tensors() if self.ema is not None else [],
             "finished": self.finished,
         }
 
@@ -278,18 +170,22 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt.weights)
             self.optimizer.load_state_dict(s["optimizer"])
-            self.scheduler.load_state_dict(s["scheduler"])
-            self.plateau_factor = float(s["plateau_factor"])
-            self.step, self.epoch = int(s["step"]), int(s["epoch"])
-            self.batch_in_epoch = int(s["batch_in_epoch"])
             self.best = None if math.isnan(s["best"]) else float(s["best"])
             self.bad_evals = int(s["bad_evals"])
+            if "plateau_factor" in s:  # saved by a seqtool before torch's schedulers
+                self.scheduler.load_legacy_state(s["scheduler"], float(s["plateau_factor"]),
+                                                 self.best, self.bad_evals,
+                                                 self.config.warmup_steps)
+            else:
+                self.scheduler.load_state_dict(s["scheduler"])
+            self.step, self.epoch = int(s["step"]), int(s["epoch"])
+            self.batch_in_epoch = int(s["batch_in_epoch"])
             self.train_seconds = float(s["train_seconds"])
             self.tokens_seen = int(s["tokens_seen"])
             if "window" in s:
                 self.window_loss, self.window_units = float(s["window"][0]), int(s["window"][1])
             if self.ema is not None and s.get("ema"):
-                self.ema = [t.to(self.device) for t in s["ema"]]
+                self.ema.load(s["ema"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise SeqtoolError(f"cannot resume: {str(e).splitlines()[0]}", str(path)) from None
         self.history = list(ckpt.meta.get("history", []))
@@ -303,7 +199,7 @@ class Trainer:
         params = list(self.model.parameters())
         current = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, a in zip(params, self.ema):
+            for p, a in zip(params, self.ema.tensors()):
                 p.copy_(a)
         try:
             yield
@@ -339,9 +235,9 @@ class Trainer:
         """One IGD step on a global batch. Returns the summed loss and units over all
         processes, and whether any process was asked to stop (all then stop together)."""
         torch.manual_seed(step_seed(self.config.seed, self.step, self.rank))
-        local = list(indices[self.rank :: self.world])
+        local = shard(indices, self.rank, self.world)
         # A process without examples still takes part (DDP needs every process in every
-        # all-reduce): it runs one example with weight 0.
+        # all-reduce): it runs the batch's first example with weight 0.
         weight = 1.0 if local else 0.0
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -355,8 +251,8 @@ class Trainer:
         if self.world > 1:
             torch.distributed.all_reduce(totals)
         total_units = max(1.0, totals[0].item())
-        # DDP averages gradients over processes; scaling by world makes that average the
-        # gradient of the global summed loss over the global units.
+        # DDP averages the processes' gradients (divides their sum by world); this scale makes
+        # that average the gradient of the global summed loss over the global units.
         (loss_sum * (weight * self.world / total_units)).backward()
         for param, epoch in self.thawing:
             if self.epoch < epoch:
@@ -366,9 +262,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
-            with torch.no_grad():
-                params = [p.detach() for p in self.model.parameters()]
-                torch._foreach_lerp_(self.ema, params, 1.0 - self.config.ema)
+            self.ema.update()
         return totals[1].item(), int(total_units), totals[2].item() > 0
 
     def evaluate(self, scheduled: bool = True) -> bool:
@@ -389,14 +283,13 @@ class Trainer:
         better = self.best is None or (
             value > self.best if self.task.higher_is_better else value < self.best
         )
-        saved = (self.best, self.bad_evals, self.plateau_factor, self.window_loss,
-                 self.window_units)
+        saved = (self.best, self.bad_evals, self.window_loss, self.window_units)
         if better:
             self.best, self.bad_evals = value, 0
         else:
             self.bad_evals += 1
-            if self.config.schedule == "plateau" and self.bad_evals % 2 == 0:
-                self.plateau_factor *= 0.5  # two evaluations without progress: halve the rate
+        if scheduled:
+            self.scheduler.evaluated(value)  # plateau: halves after two stalls in a row
         record = {
             "step": self.step,
             "epoch": round(self.epoch + self.batch_in_epoch / max(1, self.batches_per_epoch), 2),
@@ -416,8 +309,7 @@ class Trainer:
             self.save_best()
             self.best_saved = value  # what --out holds, also after a closing evaluation
         if not scheduled:
-            (self.best, self.bad_evals, self.plateau_factor, self.window_loss,
-             self.window_units) = saved
+            self.best, self.bad_evals, self.window_loss, self.window_units = saved
         self.save_last()
         return self.bad_evals >= self.config.patience
 
@@ -503,11 +395,3 @@ class Trainer:
         return {"best": best, "steps": self.step, "seconds": self.train_seconds,
                 "history": self.history}
 
-
-class TrainingInterrupted(SeqtoolError):
-    """Training stopped on Ctrl-C or SIGTERM after saving a resumable checkpoint; the exit
-    status is the shell's for that signal (130, 143)."""
-
-    def __init__(self, message: str, sig: int):
-        super().__init__(message)
-        self.exit_code = 128 + sig

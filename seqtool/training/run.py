@@ -119,7 +119,7 @@ def _sizes_from_init(task: str, opts: dict[str, Any], model_opts: dict[str, Any]
 def _refuse_overwriting_data(opts: dict[str, Any]) -> None:
     """--out (and OUT.last.pt) must not be a data or tokenizer file of the run."""
     from seqtool.checkpoint import refuse_overwriting_input
-    from seqtool.training.loop import last_path
+    from seqtool.training.resume import last_path
 
     inputs: list[Any] = []
     for key in DATA_OPTIONS:
@@ -146,8 +146,9 @@ def _run(task_name: str, opts: dict[str, Any], setup: Callable, command: str) ->
 def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
                 command: str) -> dict[str, Any]:
     from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
-    from seqtool.training.loop import Trainer, check_same_run, last_path, run_fingerprint
+    from seqtool.training.loop import Trainer
     from seqtool.training.recipes import TokenizerOptions, run_meta
+    from seqtool.training.resume import check_same_run, last_path, run_fingerprint
 
     out = Path(opts["out"])
     config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS if k in opts})
