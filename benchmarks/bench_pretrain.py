@@ -93,7 +93,8 @@ def option_defaults(words: list[str]) -> dict[str, object]:
 
     command: click.Command = cli
     for word in words[1:]:
-        command = command.commands[word]  # type: ignore[attr-defined]
+        # commands load lazily: get_command, not .commands
+        command = command.get_command(click.Context(command), word)  # type: ignore[attr-defined]
     return {opt: p.default for p in command.params if isinstance(p, click.Option)
             and not p.is_flag and p.default is not None for opt in p.opts}
 

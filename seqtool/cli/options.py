@@ -63,7 +63,8 @@ class Option(click.Option):
     def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
         super().add_to_parser(parser, ctx)
         renamed = self.old | (set(self.opts) if self.hidden and self.renamed_to else set())
-        for table in (parser._long_opt, parser._short_opt):
+        # click's parser keeps its options by spelling (8.x); wrap the old ones' entries
+        for table in (getattr(parser, "_long_opt", {}), getattr(parser, "_short_opt", {})):
             for opt in renamed & set(table):
                 table[opt] = _RenamedSpelling(table[opt], opt, self.renamed_to)
 
