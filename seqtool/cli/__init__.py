@@ -5,7 +5,7 @@ One module per command group, imported only when one of its commands runs or sho
 sentencepiece, sacrebleu) are imported inside the commands. Results go to stdout, messages to
 stderr.
 
-\b
+    common.py    the group classes (errors, lazy loading) and the writing of results
     options.py   options shared by commands, and those generated from seqtool.config
     train.py     train classify|generate|translate, pretrain
     predict.py   classify, embed, generate, translate

@@ -124,7 +124,6 @@ def run_training(task_name: str, opts: dict[str, Any], setup) -> None:
     With --resume the tokenizers come from OUT.last.pt, and the run is refused when its data
     or options differ from the run that wrote it."""
     from seqtool.checkpoint import Checkpoint, check_writable, remove_stale_temp_files
-    from seqtool.config import TrainConfig
     from seqtool.training.loop import Trainer, check_same_run, last_path, run_fingerprint
     from seqtool.training.recipes import TokenizerOptions, run_meta
 
