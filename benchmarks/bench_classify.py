@@ -59,8 +59,9 @@ def seqtool_run(seed: int, workdir: Path) -> dict:
     subprocess.run([sys.executable, "-m", "seqtool.cli", *args, "-q"], check=True, cwd=ROOT)
     seconds = time.perf_counter() - start
     report = json.loads(subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", str(out), "--data",
-         str(DATA / "test.tsv"), "--json"], check=True, capture_output=True, text=True).stdout)
+        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", str(out), "--input",
+         str(DATA / "test.tsv"), "--format", "json"], check=True, capture_output=True,
+        text=True).stdout)
     command = " ".join(with_option(args, "--out", "S.pt")).replace(str(ROOT) + "/", "")
     return {"accuracy": report["accuracy"], "seconds": seconds, "command": f"seqtool {command}"}
 
@@ -86,7 +87,7 @@ def evaluate_shipped(split: str) -> float:
     """Accuracy of the shipped checkpoint on one split."""
     report = subprocess.run(
         [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", str(SHIPPED),
-         "--data", str(DATA / f"{split}.tsv"), "--json"],
+         "--input", str(DATA / f"{split}.tsv"), "--format", "json"],
         check=True, capture_output=True, text=True).stdout
     return json.loads(report)["accuracy"]
 

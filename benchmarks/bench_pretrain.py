@@ -43,9 +43,9 @@ language models' own training time, read from their checkpoints.
 The language models (commands as recorded in results/pretrain.md):
     P=corpora/pretraining
     seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out LM-GRU.pt --lowercase \
-      --max-length 64 --eval-every 400 --max-minutes 70 --epochs 6 --seed 1
+      --max-train-length 64 --eval-every 400 --max-minutes 70 --epochs 6 --seed 1
     seqtool pretrain --train $P/train.txt --dev $P/dev.txt --out LM-LSTM.pt --lowercase \
-      --max-length 64 --eval-every 400 --max-minutes 60 --epochs 6 --seed 1 --rnn lstm \
+      --max-train-length 64 --eval-every 400 --max-minutes 60 --epochs 6 --seed 1 --rnn lstm \
       --unidirectional --embed-dim 256 --hidden-dim 512
 """
 
@@ -93,7 +93,8 @@ def option_defaults(words: list[str]) -> dict[str, object]:
 
     command: click.Command = cli
     for word in words[1:]:
-        command = command.commands[word]  # type: ignore[attr-defined]
+        # commands load lazily: get_command, not .commands
+        command = command.get_command(click.Context(command), word)  # type: ignore[attr-defined]
     return {opt: p.default for p in command.params if isinstance(p, click.Option)
             and not p.is_flag and p.default is not None for opt in p.opts}
 

@@ -45,7 +45,7 @@ def evaluate(beam: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "seqtool.cli", "evaluate", "translate", "-m", str(SHIPPED),
          "--src", str(DATA / "test.fr"), "--ref", str(DATA / "test.en"), "--beam", str(beam),
-         "--json"], check=True, capture_output=True, text=True).stdout
+         "--format", "json"], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 

@@ -1,11 +1,22 @@
 """The configuration of each part: a dataclass per model and one for training.
 
-Light (no torch), so that the command line can build its options from these fields."""
+Light (no torch), so that the command line can build its options from these fields: a field
+with `help` in its metadata is a command-line option (`seqtool.cli.options.field_option`), and
+its default here is the option's default, declared nowhere else. Metadata keys besides help:
+choices (in --help order), min/max/min_open/max_open (a range), off (the negative spelling of a
+boolean, e.g. "unidirectional"; without it a boolean is a plain flag), short ("-q"), metavar,
+show_default (False hides it)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A field that is also a command-line option: its default and help, and how click reads
+    it (see the module's docstring)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 class ConfigMixin:
@@ -22,14 +33,23 @@ class ConfigMixin:
 class ClassifierConfig(ConfigMixin):
     vocab_size: int
     num_classes: int
-    embed_dim: int = 128
-    hidden_dim: int = 192
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.3
-    pooling: str = "max"  # max | mean | last (the course's y_h(T)) | concat (all three)
-    ensemble: int = 1  # independently initialised GRUs trained together; probabilities averaged
-    adversarial: float = 0.0  # radius of the adversarial shift of the embedded text, times its norm
+    embed_dim: int = option(128, "Size of the piece embeddings.", min=1)
+    hidden_dim: int = option(192, "GRU state size (per direction).", min=1)
+    layers: int = option(1, "Stacked GRU layers.", min=1)
+    bidirectional: bool = option(True, "Read the text in both directions.", off="unidirectional")
+    dropout: float = option(0.3, "Dropout rate.", min=0, max=1)
+    # max | mean | last (the course's y_h(T)) | concat (all three)
+    pooling: str = option("max", "How the GRU states become one sentence vector (concat: last, "
+                          "max and mean side by side, as ULMFiT).",
+                          choices=("max", "mean", "last", "concat"))
+    # independently initialised GRUs trained together; probabilities averaged
+    ensemble: int = option(1, "Train N GRUs together and average their predictions.")
+    # radius of the adversarial shift of the embedded text, times its norm
+    adversarial: float = option(
+        0.0, "Adversarial training (Miyato et al. 2017): also learn from each text's embeddings "
+        "shifted, by RADIUS times their norm, the way that raises the loss most (0 = off; a "
+        "step costs about twice as much, and the training loss shown includes both terms).",
+        min=0, metavar="RADIUS")
 
 
 @dataclass
@@ -50,34 +70,48 @@ class CombinedClassifierConfig(ConfigMixin):
 class GeneratorConfig(ConfigMixin):
     vocab_size: int
     num_classes: int
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    layers: int = 1
-    dropout: float = 0.3
-    tie_embeddings: bool = True
-    class_every_step: bool = False
+    embed_dim: int = option(256, "Size of the piece embeddings.", min=1)
+    hidden_dim: int = option(512, "LSTM state size.", min=1)
+    layers: int = option(1, "Stacked LSTM layers.", min=1)
+    dropout: float = option(0.3, "Dropout rate.", min=0, max=1)
+    tie_embeddings: bool = option(True, "Share input embeddings and output projection.",
+                                  off="no-tie-embeddings")
+    class_every_step: bool = option(False,
+                                    "Also feed the class at every step, not only into y_h(0).")
     class_dim: int = 32
-    class_bias: bool = False  # a learned per-class bias over the vocabulary at every step
+    # a learned per-class bias over the vocabulary at every step
+    class_bias: bool = option(True, "A learned per-class bias on the output scores.",
+                              off="no-class-bias")
     # Weight of a discriminative term in training (GeDi, Krause et al. 2020): the generator
     # read as a classifier by Bayes' rule, p(c|x) ∝ p(x|c), must pick the true class.
-    discriminative_weight: float = 0.0
+    discriminative_weight: float = option(
+        0.0, "Also train the generator as a classifier by Bayes' rule, p(c|x) ∝ p(x|c) (GeDi): "
+        "its loss per sentence, times this weight, is added to the likelihood's, so samples "
+        "keep to their class without guidance. Each step runs every class: as many times the "
+        "compute as classes.", min=0)
 
 
 @dataclass
 class TranslatorConfig(ConfigMixin):
     src_vocab_size: int
     tgt_vocab_size: int
-    embed_dim: int = 256
-    hidden_dim: int = 256  # the decoder's size, and per encoder direction (but see below)
-    encoder_layers: int = 1
-    decoder_layers: int = 1
-    rnn: str = "gru"  # gru | lstm
-    attention: str = "bahdanau"  # bahdanau | luong-general | luong-dot
-    attention_dim: int = 256
-    dropout: float = 0.2
-    input_feeding: bool = True
-    shared_embeddings: bool = False  # one joint vocabulary: share source and target embeddings
-    label_smoothing: float = 0.1
+    embed_dim: int = option(256, "Size of the piece embeddings.", min=1)
+    # the decoder's size, and per encoder direction (but see below)
+    hidden_dim: int = option(256, "Decoder state size (and per encoder direction).", min=1)
+    encoder_layers: int = option(1, "Stacked bidirectional encoder layers.", min=1)
+    decoder_layers: int = option(1, "Stacked decoder layers.", min=1)
+    rnn: str = option("gru", "Recurrent cell of encoder and decoder.", choices=("gru", "lstm"))
+    attention: str = option("bahdanau", "Attention type.",
+                            choices=("bahdanau", "luong-general", "luong-dot"))
+    attention_dim: int = option(256, "Size of the additive (bahdanau) attention layer.", min=1)
+    dropout: float = option(0.2, "Dropout rate.", min=0, max=1)
+    input_feeding: bool = option(True,
+                                 "Feed the previous attention output into the next decoder step.",
+                                 off="no-input-feeding")
+    # one joint vocabulary: share source and target embeddings (`--joint-vocab`)
+    shared_embeddings: bool = False
+    label_smoothing: float = option(0.1, "Label smoothing of the loss.", min=0, max=1,
+                                    max_open=True)
 
     @property
     def encoder_dim(self) -> int:
@@ -93,35 +127,56 @@ class TranslatorConfig(ConfigMixin):
 @dataclass
 class LanguageModelConfig(ConfigMixin):
     vocab_size: int
-    rnn: str = "gru"  # gru (for classifiers) | lstm (for generators)
-    embed_dim: int = 128
-    hidden_dim: int = 192
-    layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.1  # as `seqtool pretrain`
-
+    # gru (for classifiers) | lstm (for generators)
+    rnn: str = option("gru", "gru to initialise classifiers, lstm for generators.",
+                      choices=("gru", "lstm"))
+    embed_dim: int = option(128, "Size of the piece embeddings.", min=1)
+    hidden_dim: int = option(192, "RNN state size (per direction).", min=1)
+    layers: int = option(1, "Stacked RNN layers (one when bidirectional).", min=1)
+    bidirectional: bool = option(
+        True, "Also learn to predict each piece from the text after it (classifiers).",
+        off="unidirectional")
+    dropout: float = option(0.1, "Dropout rate.", min=0, max=1)  # as `seqtool pretrain`
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    max_tokens: int = 4096  # padded tokens per global batch
-    lr: float = 2e-3
-    warmup_steps: int = 100
-    schedule: str = "plateau"  # constant | linear | plateau (halve the rate when dev stalls)
-    clip_norm: float = 1.0
-    eval_every: int = 0  # steps; 0 = once an epoch
-    patience: int = 5  # evaluations without improvement before stopping
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16
-    max_steps: int = 0  # 0 = no limit
-    max_minutes: float = 0.0  # 0 = no limit
+    epochs: int = option(10, "Passes over the training data.", min=1)
+    # padded tokens per global batch
+    max_tokens: int = option(4096, "Padded tokens per batch (all processes together).")
+    lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True)
+    warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", min=0)
+    # constant | linear | plateau (halve the rate when dev stalls)
+    schedule: str = option("plateau",
+                           "After warm-up: halve on a dev plateau, decay linearly, or keep.",
+                           choices=("plateau", "linear", "constant"))
+    clip_norm: float = option(1.0, "Clip the gradient norm (0 = off).", min=0)
+    eval_every: int = option(0, "Evaluate on dev every N steps (0 = every epoch).")  # steps
+    # evaluations without improvement before stopping
+    patience: int = option(5, "Stop after N evaluations without improvement.")
+    seed: int = option(0, "Random seed: same seed, same data, same model.")
+    device: str = option("auto", "Where to train (auto = cuda when available).",
+                         choices=("auto", "cpu", "cuda"))
+    precision: str = option("fp32", "bf16 = mixed precision through torch.autocast.",
+                            choices=("fp32", "bf16"))
+    max_steps: int = option(0, "Stop after N steps (0 = no limit).", show_default=False)
+    max_minutes: float = option(0.0, "Stop after N minutes (0 = no limit).", show_default=False)
     weight_decay: float = 0.0
-    half_checkpoint: bool = False  # store the best weights in fp16 (smaller files)
-    keep: str = "best"  # what --out holds: the best dev evaluation's weights, or the last's
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    quiet: bool = False
-    pretrained_lr_scale: float = 1.0  # rate of --init's or --embeddings' weights, relative to lr
-    gradual_unfreezing: bool = False  # recorded here; the thaw epochs come with `pretrained`
-
+    # store the best weights in fp16 (smaller files)
+    half_checkpoint: bool = option(False, "Store best weights in fp16.")
+    # what --out holds: the best dev evaluation's weights, or the last's
+    keep: str = option("best", "What --out holds: the weights of the best dev evaluation, or of "
+                       "the last (for objectives the dev metric does not measure, such as "
+                       "--discriminative-weight; OUT.last.pt holds the optimizer too).",
+                       choices=("best", "last"))
+    # decay of an exponential moving average of the weights; 0 = off
+    ema: float = option(0.0, "Evaluate and keep a moving average of the weights (e.g. 0.999).")
+    quiet: bool = option(False, "No progress lines on stderr.", short="-q")
+    # rate of --init's or --embeddings' weights, relative to lr
+    pretrained_lr_scale: float = option(
+        1.0, "With --init or --embeddings: learning rate of the pretrained layers, relative to "
+        "--lr (1 chosen on dev over 0.5; 0 = frozen).", min=0)
+    # recorded here; the thaw epochs come with `pretrained`
+    gradual_unfreezing: bool = option(
+        False, "With --init or --embeddings: the new layers learn alone in the first epoch, "
+        "then one pretrained layer joins each epoch from the top (ULMFiT).")

@@ -43,6 +43,7 @@ def small_generator(seed: int = 0, num_classes: int = 3, vocab_size: int = 23, *
     from seqtool.nn.generator import Generator
 
     torch.manual_seed(seed)
+    options.setdefault("class_bias", False)  # as before GeneratorConfig's default became True
     config = GeneratorConfig(vocab_size=vocab_size, num_classes=num_classes, embed_dim=6,
                              hidden_dim=7, class_dim=3, dropout=0.0, **options)
     model = Generator(config).double().eval()

@@ -17,6 +17,28 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["train", "classify", "--help"],
+                                  ["generate", "--help"], ["evaluate", "--help"]])
+def test_help_imports_no_torch_and_only_the_command_module_it_shows(args):
+    """`seqtool --help` imports no command module; a command's help only its own (lazy)."""
+    code = ("import sys, runpy\n"
+            "sys.argv = ['seqtool', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('seqtool.cli', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "mods = sorted(m for m in sys.modules if m.startswith('seqtool.cli.'))\n"
+            "print(' '.join(mods), 'torch' in sys.modules, file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True,
+                       text=True)
+    loaded, torch_loaded = p.stderr.split()[:-1], p.stderr.split()[-1]
+    assert torch_loaded == "False", p.stderr
+    assert "Usage: seqtool" in p.stdout
+    commands = {"seqtool.cli.train", "seqtool.cli.predict", "seqtool.cli.evaluate",
+                "seqtool.cli.tools"}
+    expected = {"--help": set(), "train": {"seqtool.cli.train"},
+                "generate": {"seqtool.cli.predict"}, "evaluate": {"seqtool.cli.evaluate"}}
+    assert commands & set(loaded) == expected[args[0]], loaded
+
+
 def test_every_command_has_an_example():
     for path in (["classify"], ["generate"], ["translate"], ["embed"], ["info"], ["tokenize"],
                  ["tokenizer", "train"], ["train", "classify"], ["train", "generate"],
@@ -59,7 +81,7 @@ def test_evaluate_classify_json_and_unknown_label(toy_classifier, tmp_path):
     assert report["accuracy"] == 1.0 and report["confusion"] == [[3, 0], [0, 2]]
     bad = tmp_path / "bad.tsv"
     bad.write_text("positive\tI love my cat.\nneutral\tA cat.\n")
-    p = run_seqtool("evaluate", "classify", "-m", toy_classifier, "--data", bad)
+    p = run_seqtool("evaluate", "classify", "-m", toy_classifier, "--input", bad)
     assert p.returncode != 0
     assert f"{bad}:2: unknown label 'neutral'" in p.stderr
     assert "Traceback" not in p.stderr
@@ -110,7 +132,7 @@ def test_config_file_supplies_options(tmp_path):
     data = TOY / "sentiment.tsv"
     run_cli("train", "classify", "--config", config, "--train", data, "--dev", data,
             "--out", out)
-    summary = json.loads(run_cli("info", out, "--json").output)
+    summary = json.loads(run_cli("info", out, "--format", "json").output)
     assert summary["model_config"]["hidden_dim"] == 8
     assert summary["train_config"]["epochs"] == 2
     bad = tmp_path / "bad.toml"
@@ -137,16 +159,31 @@ def test_readme_has_exactly_two_fresh_machine_commands():
 
 
 def all_commands(group=None, path=()):
+    """Every command, lazily loaded ones included (list_commands, then get_command)."""
     import click
 
     from seqtool.cli import cli
 
     group = group or cli
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    names = group.list_commands(ctx)
+    assert names, path
+    for name in names:
+        command = group.get_command(ctx, name)
+        assert command is not None, (*path, name)
         if isinstance(command, click.Group):
             yield from all_commands(command, (*path, name))
         else:
             yield (*path, name), command
+
+
+def test_all_commands_are_reached():
+    paths = {path for path, _ in all_commands()}
+    assert paths == {("classify",), ("embed",), ("ensemble",), ("generate",), ("info",),
+                     ("pretrain",), ("tokenize",), ("translate",), ("tokenizer", "train"),
+                     ("train", "classify"), ("train", "generate"), ("train", "translate"),
+                     ("evaluate", "classify"), ("evaluate", "generate"),
+                     ("evaluate", "translate")}
 
 
 def test_every_option_is_described_and_old_spellings_are_hidden():
@@ -161,6 +198,15 @@ def test_every_option_is_described_and_old_spellings_are_hidden():
     assert "--attention " not in helps[("translate",)] and "--json" not in helps[("info",)]
     assert "--max-tokens" not in helps[("generate",)] and "--data" not in helps[
         ("evaluate", "classify")]
+    for path, help in helps.items():  # one meaning per name: input, training or output length
+        assert "--max-length " not in help, path
+    for path in [("classify",), ("embed",), ("translate",), ("evaluate", "classify"),
+                 ("evaluate", "translate")]:
+        assert "--max-input-length" in helps[path], path
+    for path in [("train", "classify"), ("train", "generate"), ("train", "translate"),
+                 ("pretrain",)]:
+        assert "--max-train-length" in helps[path], path
+    assert "--max-output-length" in helps[("generate",)]
     for path in [("classify",), ("embed",), ("generate",), ("translate",),
                  ("evaluate", "classify"), ("evaluate", "generate"), ("evaluate", "translate")]:
         assert "--device" in helps[path] and "-i, --" in helps[path], path
@@ -169,12 +215,21 @@ def test_every_option_is_described_and_old_spellings_are_hidden():
 
 
 def test_old_spellings_still_work(toy_classifier, toy_generator):
-    report = run_cli("evaluate", "classify", "-m", toy_classifier, "--data",
-                     TOY / "sentiment.tsv", "--json").output
-    assert json.loads(report)["accuracy"] == 1.0
-    short = run_cli("generate", "-m", toy_generator, "-l", "positive", "--max-tokens", "2",
-                    "--format", "jsonl", "--temperature", "0").output
-    assert json.loads(short)["tokens"] <= 2
+    result = run_cli("evaluate", "classify", "-m", toy_classifier, "--data",
+                     TOY / "sentiment.tsv", "--json")
+    assert json.loads(result.stdout)["accuracy"] == 1.0
+    assert result.stderr.splitlines() == ["seqtool: --data is now --input",
+                                          "seqtool: --json is now --format json"]
+    for old in ("--max-tokens", "--max-length"):
+        result = run_cli("generate", "-m", toy_generator, "-l", "positive", old, "2",
+                         "--format", "jsonl", "--temperature", "0")
+        assert json.loads(result.stdout)["tokens"] <= 2
+        assert result.stderr == f"seqtool: {old} is now --max-output-length\n"
+    new = run_cli("classify", "-m", toy_classifier, "--max-input-length", "2", "I love my cat.")
+    old = run_cli("classify", "-m", toy_classifier, "--max-length", "2", "I love my cat.")
+    assert old.stdout == new.stdout
+    assert old.stderr.startswith("seqtool: --max-length is now --max-input-length\n")
+    assert "is now" not in new.stderr
 
 
 @pytest.mark.parametrize("args", [
@@ -182,11 +237,11 @@ def test_old_spellings_still_work(toy_classifier, toy_generator):
     ["generate", "-l", "positive", "--top-p", "0"],
     ["generate", "-l", "positive", "-n", "0"],
     ["generate", "-l", "positive", "--guidance", "-0.5"],
-    ["generate", "-l", "positive", "--max-length", "0"],
+    ["generate", "-l", "positive", "--max-output-length", "0"],
     ["translate", "--beam", "0", "x"],
     ["translate", "--n-best", "0", "x"],
     ["translate", "--max-length-ratio", "0", "x"],
-    ["classify", "--max-length", "-1", "x"],
+    ["classify", "--max-input-length", "-1", "x"],
     ["evaluate", "generate", "-i", "x.tsv", "--samples", "0"],
     ["evaluate", "generate", "-i", "x.tsv", "--temperature", "-1"],
 ])

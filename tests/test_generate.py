@@ -257,10 +257,10 @@ def test_unknown_label_lists_known_labels(toy_generator):
 
 
 def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier, tmp_path):
-    report = json.loads(run_cli("evaluate", "generate", "-m", toy_generator, "--data",
+    report = json.loads(run_cli("evaluate", "generate", "-m", toy_generator, "--input",
                                 TOY / "sentiment.tsv", "--judge", toy_classifier,
                                 "--train", TOY / "sentiment.tsv", "--samples", "10",
-                                "--json").output)
+                                "--format", "json").output)
     assert report["perplexity"] < report["perplexity_wrong_class"]
     s = report["samples"]
     assert 0 <= s["class_consistency"] <= 1 and 0 < s["distinct_2"] <= 1
@@ -271,8 +271,9 @@ def test_wrong_class_perplexity_is_higher(toy_generator, toy_classifier, tmp_pat
     wordlist = tmp_path / "words.txt"
     wordlist.write_text("nothing\n")
     only_one_word = json.loads(run_cli(
-        "evaluate", "generate", "-m", toy_generator, "--data", TOY / "sentiment.tsv",
-        "--judge", toy_classifier, "--samples", "10", "--wordlist", wordlist, "--json").output)
+        "evaluate", "generate", "-m", toy_generator, "--input", TOY / "sentiment.tsv",
+        "--judge", toy_classifier, "--samples", "10", "--wordlist", wordlist, "--format",
+        "json").output)
     assert only_one_word["samples"]["non_word_rate"] == 1.0
     assert only_one_word["samples"]["reference_vocabulary"] == f"{wordlist} (1 words)"
 
@@ -291,7 +292,7 @@ def test_discriminative_training_from_the_command_line(tmp_path, toy_classifier)
     run_cli("train", "generate", "--train", data, "--dev", data, "--out", out,
             "--discriminative-weight", "1", "--seed", "3", *TINY_GENERATE)
     assert Checkpoint.load(out).model_config["discriminative_weight"] == 1.0
-    report = json.loads(run_cli("evaluate", "generate", "-m", out, "--data", data, "--judge",
-                                toy_classifier, "--samples", "4", "--json").output)
+    report = json.loads(run_cli("evaluate", "generate", "-m", out, "--input", data, "--judge",
+                                toy_classifier, "--samples", "4", "--format", "json").output)
     assert report["bayes_accuracy"] == 1.0
     assert report["perplexity"] < report["perplexity_wrong_class"]

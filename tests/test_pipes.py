@@ -78,7 +78,7 @@ STREAMING = {
     "embed": ("toy_classifier", [], "I love my cat.", "It rains."),
     "tokenize": ("toy_classifier", [], "I love my cat.", "It rains."),
     "translate": ("toy_translator", ["--beam", "2"], "I love my cat.", "The dog sleeps."),
-    "generate": ("toy_generator", ["--label", "positive", "-i", "-", "--max-length", "8"],
+    "generate": ("toy_generator", ["--label", "positive", "-i", "-", "--max-output-length", "8"],
                  "I", "The"),
 }
 

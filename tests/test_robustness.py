@@ -84,7 +84,7 @@ def test_long_input_is_cut_with_one_warning(toy_classifier, toy_translator):
     assert [len(x) for x in ids] == [20, len(tok.encode("It rains.")), 20]
     assert ids[0] == tok.encode(text)[:20]  # cutting characters first changes no kept piece
     assert len(cap_characters("x" * 1_000_000, 512)) < 10_000
-    result = run_cli("translate", "-m", toy_translator, "--max-length", "5", text, text)
+    result = run_cli("translate", "-m", toy_translator, "--max-input-length", "5", text, text)
     assert result.stderr.count("Warning:") == 1 and "5 pieces" in result.stderr
     assert len(result.stdout.splitlines()) == 2
 

@@ -23,16 +23,16 @@ def every_third_line(path, out):
 
 
 def test_shipped_classifier_reaches_081_on_test():
-    report = json.loads(run_cli("evaluate", "classify", "--data", SENTIMENT / "test.tsv",
-                                "--json").output)
+    report = json.loads(run_cli("evaluate", "classify", "--input", SENTIMENT / "test.tsv",
+                                "--format", "json").output)
     assert report["examples"] == 1058
     assert report["accuracy"] >= 0.81  # measured 0.831; the majority class scores about 0.5
 
 
 def test_shipped_generator_conditions_on_its_class(tmp_path):
     data = every_third_line(SENTIMENT / "test.tsv", tmp_path / "test.tsv")
-    report = json.loads(run_cli("evaluate", "generate", "--data", data, "--samples", "16",
-                                "--train", SENTIMENT / "train.tsv", "--json").output)
+    report = json.loads(run_cli("evaluate", "generate", "--input", data, "--samples", "16",
+                                "--train", SENTIMENT / "train.tsv", "--format", "json").output)
     # Measured on all of test: 6 % higher perplexity under the wrong class, overall and per
     # class; perplexity 112 per piece (vocabulary of 8,000).
     assert report["perplexity"] < 130
@@ -61,7 +61,7 @@ def test_shipped_translator_translates(tmp_path):
     src.write_text("".join((BIBLE / "test.fr").read_text().splitlines(True)[:150]))
     ref.write_text("".join((BIBLE / "test.en").read_text().splitlines(True)[:150]))
     report = json.loads(run_cli("evaluate", "translate", "--src", src, "--ref", ref,
-                                "--beam", "1", "--json").output)
+                                "--beam", "1", "--format", "json").output)
     assert report["bleu"] > 20  # measured 32.8 greedy on the whole test set
     out = run_cli("translate", input="Dieu est amour.\n\n").output
     assert out.endswith("\n\n") and "God" in out

@@ -239,7 +239,7 @@ def test_a_huge_training_line_is_capped_with_one_warning(tmp_path, task, action)
     data.write_text(DATA.read_text() + f"positive\t{huge}\n")
     out = tmp_path / "m.pt"
     result = run_cli("train", task, "--train", data, "--dev", DATA, "--out", out,
-                     *TINY_CLASSIFY, "--epochs", "2", "--max-length", "40")
+                     *TINY_CLASSIFY, "--epochs", "2", "--max-train-length", "40")
     assert result.output.count(f"{action} 1 training example(s) longer than 40 pieces") == 1
     ckpt = Checkpoint.load(last_path(out))
     assert ckpt.train_state["step"] > 0

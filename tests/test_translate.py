@@ -84,7 +84,7 @@ def test_n_best_jsonl(toy_translator):
 
 def test_attention_png_and_terminal_view(toy_translator, tmp_path):
     png = tmp_path / "att.png"
-    result = run_cli("translate", "-m", toy_translator, "--beam", "3", "--attention", png,
+    result = run_cli("translate", "-m", toy_translator, "--beam", "3", "--attention-png", png,
                      "--show-attention", "i love my cat")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "attention" in result.output
@@ -100,7 +100,7 @@ def test_evaluate_translate_reports_bleu_with_signature(toy_translator, tmp_path
     refs = (TOY / "en-de.de").read_text().splitlines()
     report = json.loads(run_cli("evaluate", "translate", "-m", toy_translator,
                                 "--src", TOY / "en-de.en", "--ref", TOY / "en-de.de",
-                                "--json").output)
+                                "--format", "json").output)
     assert report["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert report["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
     assert report["bleu"] > 50

@@ -64,7 +64,7 @@ def encode_capped(tokenizer: Tokenizer, texts: Sequence[str], max_length: int,
 def report_long(kept: int, total: int, max_length: int, action: str) -> None:
     if kept < total:
         warn_once("train-max-length", f"{action} {total - kept} training example(s) longer "
-                  f"than {max_length} pieces (--max-length)")
+                  f"than {max_length} pieces (--max-train-length)")
 
 
 # ----------------------------------------------------------------------------- S1
