@@ -103,17 +103,25 @@ def old_names(command: click.Command) -> dict[str, str]:
 # ----------------------------------------------------------------------------- from config fields
 
 
-class FiniteFloat(click.FloatRange):
-    """A float option that refuses NaN and infinity (a usage error, exit 2): such a value
+def refuse_non_finite(kind: type) -> type:
+    """A click float type that refuses NaN and infinity (a usage error, exit 2): such a value
     passes every range check and then fails deep inside, or prints invalid JSON."""
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        import math
+    class Finite(kind):
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            import math
 
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+            number = super().convert(value, param, ctx)
+            if not math.isfinite(number):
+                self.fail(f"{value!r} is not a finite number.", param, ctx)
+            return number
+
+    Finite.__name__ = f"Finite{kind.__name__}"
+    return Finite
+
+
+FiniteFloat = refuse_non_finite(click.types.FloatParamType)
+FiniteFloatRange = refuse_non_finite(click.FloatRange)
 
 
 def default_of(config: type, name: str) -> Any:
@@ -141,7 +149,7 @@ def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: b
     if "choices" in meta:
         kwargs["type"] = click.Choice(list(meta["choices"]))
     elif isinstance(default, float):
-        kwargs["type"] = FiniteFloat(**ranged)
+        kwargs["type"] = FiniteFloatRange(**ranged) if ranged else FiniteFloat()
     elif ranged:
         kwargs["type"] = click.IntRange(**ranged)
     if isinstance(default, bool) and "off" not in meta:
