@@ -111,8 +111,10 @@ def test_tokenizer_train_and_tokenize_roundtrip(tmp_path):
     assert "▁" in pieces
     assert run_cli("tokenize", "-m", model, "--decode", input=pieces + "\n").output.strip() \
         == "I love my cat."
-    ids = run_cli("tokenize", "-m", model, "--ids", "I love my cat.").output.split()
-    assert all(i.isdigit() for i in ids)
+    ids = run_cli("tokenize", "-m", model, "--ids", "I love my cat.").output.strip()
+    assert len(ids.split()) == len(pieces.split()) and all(i.isdigit() for i in ids.split())
+    assert run_cli("tokenize", "-m", model, "--decode", "--ids", input=ids + "\n").output \
+        .strip() == "I love my cat."
 
 
 def test_a_lowercase_tokenizer_folds_case_of_every_text_it_reads(tmp_path):
