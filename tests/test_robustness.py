@@ -66,12 +66,24 @@ def test_errors_skip_and_replace(toy_classifier):
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=4),
        st.sampled_from(["classify", "translate", "tokenize", "embed"]),
        st.sampled_from(["strict", "skip", "replace"]))
+@example([b"I love my cat.", b"It \xff rains."], "classify", "strict")  # both outcomes,
+@example([b"I love my cat.", b"It \xff rains."], "embed", "skip")  # on every run
+@example([b"I love my cat.", b"It \xff rains."], "translate", "replace")
 def test_random_bytes_never_crash(toy_classifier, toy_translator, lines, command, errors):
+    """--errors skip and replace read any bytes; strict refuses exactly the input that is not
+    UTF-8, in one line. Never a traceback."""
     model = toy_translator if command == "translate" else toy_classifier
-    result = invoke(command, "-m", model, "--errors", errors, input=b"\n".join(lines) + b"\n")
-    if result.exit_code == 0:
-        return
-    assert_clean_failure(result, "not valid UTF-8")
+    data = b"\n".join(lines) + b"\n"
+    result = invoke(command, "-m", model, "--errors", errors, input=data)
+    try:
+        data.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    if valid or errors != "strict":
+        assert result.exit_code == 0 and result.exception is None, result.output
+    else:
+        assert_clean_failure(result, "not valid UTF-8")
 
 
 def test_long_input_is_cut_with_one_warning(toy_classifier, toy_translator):
