@@ -81,12 +81,13 @@ def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
     args = ["generate", "-m", str(toy_generator), "--label", "positive", "-n", "3000",
             "--seed", "4", "--format", "jsonl"]
     process = subprocess.Popen([sys.executable, "-m", "seqtool.cli", *args], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         first = process.stdout.readline()
         assert first and process.poll() is None  # streaming: the run is not over yet
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=120)
+        rest = process.stdout.read()  # the same buffered reader: nothing read ahead is lost
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
