@@ -177,3 +177,22 @@ def test_an_empty_unlabelled_file_is_refused(tmp_path, toy_classifier, unlabelle
 def test_out_may_not_be_the_teacher(tmp_path, toy_classifier):
     line = one_line_error(cli(*common(toy_classifier, toy_classifier)))
     assert str(toy_classifier) in line
+
+
+def test_the_student_can_start_from_a_language_model(tmp_path, toy_classifier, unlabelled):
+    """As `train classify --init`: the language model's tokenizer, sizes and layers (frozen
+    here, so they stay exactly)."""
+    from conftest import run_cli
+    from test_pretrain import TINY_PRETRAIN
+
+    lm = tmp_path / "lm.pt"
+    run_cli("pretrain", "--train", unlabelled, "--dev", unlabelled, "--out", lm, *TINY_PRETRAIN)
+    out = tmp_path / "student.pt"
+    sizes_left_out = {k: v for k, v in TINY.items() if k not in ("embed_dim", "hidden_dim")}
+    distill(toy_classifier, DATA, DATA, out, [unlabelled], init=str(lm),
+            pretrained_lr_scale=0.0, **{**sizes_left_out, "epochs": 3})
+    student, language_model = Checkpoint.load(out), Checkpoint.load(lm)
+    assert student.tokenizers["src"] == language_model.tokenizers["src"]
+    assert student.model_config["hidden_dim"] == 16  # the language model's, not 192
+    assert torch.equal(student.weights["members.0.embedding.weight"],
+                       language_model.weights["embedding.weight"])
