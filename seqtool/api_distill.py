@@ -22,7 +22,7 @@ from typing import Any
 from seqtool.errors import SeqtoolError
 
 # Defaults of the distillation options (chosen on dev: benchmarks/results/distill-s1.md).
-DISTILL_DEFAULTS = {"temperature": 2.0, "alpha": 0.5}
+DISTILL_DEFAULTS = {"temperature": 2.0, "alpha": 0.5, "augment": 0}
 LABEL_CHUNK = 2048  # texts the teacher labels between two progress lines
 
 
@@ -123,7 +123,8 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
     checkpoint or shipped name; None = the shipped default) over `train` (labelled) and the
     lines of each `unlabelled` file, choosing on `dev`; write it to `out` as `seqtool train
     classify` does (OUT.last.pt to resume, `resume=True`). Options are those of `train
-    classify` plus `temperature` and `alpha`, dashes as underscores. Returns the loop's
+    classify` plus `temperature`, `alpha` and `augment` (copies of each labelled text added
+    to the transfer set), dashes as underscores. Returns the loop's
     summary (best, steps, seconds). Errors are SeqtoolErrors."""
     from seqtool.text.data import read_labeled
     from seqtool.training import run as training_run
@@ -145,6 +146,8 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
     labels = _student_labels(loaded.checkpoint.labels, train_data, str(train), teacher_path)
     texts = [r.text for r in train_data]
     extra = read_unlabelled(opts["unlabelled"], exclude=texts)
+    augmented = _augmented(texts, extra, opts["augment"], opts["seed"])
+    extra += augmented
     # The run's fingerprint holds option values; these make it hold the teacher's and the
     # unlabelled files' contents too (a resumed run refuses other ones).
     opts["teacher_digest"] = file_digest(str(teacher_path))
@@ -158,7 +161,8 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
         key = {"teacher": opts["teacher_digest"]}
         soft = teacher_probabilities(loaded, texts + extra, soft_targets_path(out), key, quiet)
         dev_soft = teacher_probabilities(loaded, [r.text for r in dev_data], quiet=True)
-        meta["distill"] = {"teacher": str(teacher_path), "unlabelled": opts["unlabelled"]}
+        meta["distill"] = {"teacher": str(teacher_path), "unlabelled": opts["unlabelled"],
+                           "augmented": len(augmented)}
         return setup_distill(
             train_data, extra, soft[:, column], labels, dev_data, str(dev), model_opts, tok,
             opts["seed"], meta, opts["temperature"], opts["alpha"], dev_soft[:, column],
@@ -170,6 +174,21 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
                                       "dev": str(dev), "out": str(out),
                                       "unlabelled": opts["unlabelled"], **options}.items()) + ")"
     return training_run._run("classify", opts, setup, command)
+
+
+def _augmented(texts: list[str], unlabelled: list[str], copies: int, seed: int) -> list[str]:
+    """`copies` augmented copies of each labelled text (`seqtool.text.augment`), those not
+    in the transfer set yet, each once."""
+    from seqtool.text.augment import augmented_copies
+
+    if copies <= 0:
+        return []
+    seen, out = {*texts, *unlabelled}, []
+    for text in augmented_copies(texts, copies, seed):
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
 
 
 def _teacher_path(teacher: str | Path | None) -> Path:

@@ -31,6 +31,10 @@ from seqtool.config import ClassifierConfig
         origin="distill.alpha",
         help="Weight of the teacher's soft labels on labelled texts; 1 - alpha goes to the "
              "gold label. Unlabelled texts learn the teacher alone.")
+@option("--augment", default=0, show_default=True, type=click.IntRange(min=0),
+        origin="distill.augment",
+        help="Add N changed copies of each labelled text to the transfer set, labelled by the "
+             "teacher alone (words dropped, swapped, n-grams; Tang et al. 2019).")
 @training_options
 @model_options(ClassifierConfig)
 @option("--subword-sampling", default=0.0, show_default=True, origin="train.subword_sampling",
