@@ -196,3 +196,18 @@ def test_the_student_can_start_from_a_language_model(tmp_path, toy_classifier, u
     assert student.model_config["hidden_dim"] == 16  # the language model's, not 192
     assert torch.equal(student.weights["members.0.embedding.weight"],
                        language_model.weights["embedding.weight"])
+
+
+def test_augmented_copies_join_the_transfer_set(tmp_path, toy_classifier):
+    from seqtool.text.augment import augmented_copies
+
+    texts = [line.split("\t")[1] for line in DATA.read_text().splitlines()]
+    copies = augmented_copies(texts, 4, seed=3)
+    assert copies == augmented_copies(texts, 4, seed=3) != augmented_copies(texts, 4, seed=4)
+    assert 0 < len(copies) <= 20 and all(c and c not in texts for c in copies)
+    out = tmp_path / "student.pt"
+    distill(toy_classifier, DATA, DATA, out, augment=4, **{**TINY, "epochs": 2})
+    added = Checkpoint.load(out).meta["distill"]["augmented"]
+    assert 0 < added <= len(copies)
+    stored = torch.load(soft_targets_path(out), weights_only=True)
+    assert stored["probabilities"].shape == (5 + added, 2)
