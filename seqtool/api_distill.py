@@ -161,7 +161,7 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
         key = {"teacher": opts["teacher_digest"]}
         soft = teacher_probabilities(loaded, texts + extra, soft_targets_path(out), key, quiet)
         dev_soft = teacher_probabilities(loaded, [r.text for r in dev_data], quiet=True)
-        meta["distill"] = {"teacher": str(teacher_path), "unlabelled": opts["unlabelled"],
+        meta["distill"] = {"teacher": str(teacher_path), "unlabelled_files": opts["unlabelled"],
                            "augmented": len(augmented)}
         return setup_distill(
             train_data, extra, soft[:, column], labels, dev_data, str(dev), model_opts, tok,

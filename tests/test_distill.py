@@ -80,6 +80,7 @@ def test_the_student_learns_the_teachers_soft_labels(tmp_path, toy_classifier, u
     meta = student.meta["distill"]
     assert (meta["labelled"], meta["unlabelled"]) == (5, 3)  # "I love my cat." is labelled
     assert meta["temperature"] == 2.0 and meta["alpha"] == 0.5
+    assert meta["unlabelled_files"] == [str(unlabelled)] and meta["augmented"] == 0
     # The teacher's distributions are kept for --resume: 8 texts, 2 classes.
     stored = torch.load(soft_targets_path(out), weights_only=True)
     assert stored["probabilities"].shape == (8, 2)
