@@ -21,7 +21,7 @@ from typing import Any
 
 from seqtool.errors import SeqtoolError
 
-# Defaults of the distillation options (chosen on dev: benchmarks/results/distill-s1.md).
+# Defaults of the distillation options (set before the runs; benchmarks/results/distill-s1.md).
 DISTILL_DEFAULTS = {"temperature": 2.0, "alpha": 0.5, "augment": 0}
 LABEL_CHUNK = 2048  # texts the teacher labels between two progress lines
 
