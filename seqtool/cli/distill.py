@@ -6,8 +6,13 @@ import sys
 
 import click
 
-from seqtool.cli.options import data_option, max_train_length_option, model_options, option
-from seqtool.cli.train import embeddings_option, init_options, training_options
+from seqtool.cli.options import max_train_length_option, model_options, option
+from seqtool.cli.train import (
+    embeddings_option,
+    init_options,
+    labeled_data_options,
+    training_options,
+)
 from seqtool.config import ClassifierConfig
 
 
@@ -15,16 +20,13 @@ from seqtool.config import ClassifierConfig
 @option("--teacher", required=True, type=click.Path(dir_okay=False), origin="distill.teacher",
         help="The classifier to learn from: a classify checkpoint (a `seqtool ensemble` "
              "combination too) or a shipped name.")
-@data_option("--train", "train_path", variant="labeled",
-             help="label<TAB>text lines (or .jsonl): learnt with their gold labels and the "
-                  "teacher's distributions.")
-@data_option("--dev", "dev_path", variant="labeled",
-             help="Held-out data in the same format; picks the best checkpoint.")
+@labeled_data_options
 @option("--unlabelled", "unlabelled", multiple=True, type=click.Path(dir_okay=False),
         origin="distill.unlabelled",
         help="Unlabelled text, one per line, learnt from the teacher alone (repeat for more "
              "files; lines of --train are left out).")
-@option("--temperature", "-T", default=2.0, show_default=True,
+# Named apart from generate's sampling --temperature (another option of the same spelling).
+@option("--temperature", "-T", "distill_temperature", default=2.0, show_default=True,
         type=click.FloatRange(min=0, min_open=True), origin="distill.temperature",
         help="Softens teacher and student distributions in the soft term (Hinton et al. 2015).")
 @option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
@@ -61,6 +63,8 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
     given = {name: value for name, value in opts.items()
              if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}
     given.pop("config", None)
+    if "distill_temperature" in given:
+        given["temperature"] = given.pop("distill_temperature")
     out = given.pop("out")
     run_distill(teacher, train_path, dev_path, out, unlabelled,
                 command="seqtool " + " ".join(sys.argv[1:]), **given)
