@@ -21,7 +21,7 @@ FLOORS = [
     ("seqtool.nn", "seqtool.device"),
     ("seqtool.decoding",),
     ("seqtool.training", "seqtool.inference"),
-    ("seqtool.api",),
+    ("seqtool.api", "seqtool.api_distill"),
     ("seqtool.cli", "seqtool.serve", "seqtool.report", "seqtool.plot"),
 ]
 

@@ -56,7 +56,8 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
         # Only a language model's layers under a task model are "pretrained" (their own rate,
         # gradual unfreezing); a model of the task itself goes on as one.
         return {n for n, _ in model.named_parameters()} if lm.task == "pretrain" else set()
-    wanted = RNN_OF_TASK.get(type(model))
+    # isinstance: a subclass (training.distill's student) starts as its task model does
+    wanted = next((rnn for kind, rnn in RNN_OF_TASK.items() if isinstance(model, kind)), None)
     if wanted is None:
         raise SeqtoolError("--init works for train classify and train generate", name)
     have = lm.model_config.get("rnn")

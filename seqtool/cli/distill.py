@@ -1,0 +1,70 @@
+"""`seqtool distill`: one student classifier learns a teacher classifier's soft labels."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from seqtool.cli.options import max_train_length_option, model_options, option
+from seqtool.cli.train import (
+    embeddings_option,
+    init_options,
+    labeled_data_options,
+    training_options,
+)
+from seqtool.config import ClassifierConfig
+
+
+@click.command()
+@option("--teacher", required=True, type=click.Path(dir_okay=False), origin="distill.teacher",
+        help="The classifier to learn from: a classify checkpoint (a `seqtool ensemble` "
+             "combination too) or a shipped name.")
+@labeled_data_options
+@option("--unlabelled", "unlabelled", multiple=True, type=click.Path(dir_okay=False),
+        origin="distill.unlabelled",
+        help="Unlabelled text, one per line, learnt from the teacher alone (repeat for more "
+             "files; lines of --train are left out).")
+# Named apart from generate's sampling --temperature (another option of the same spelling).
+@option("--temperature", "-T", "distill_temperature", default=2.0, show_default=True,
+        type=click.FloatRange(min=0, min_open=True), origin="distill.temperature",
+        help="Softens teacher and student distributions in the soft term (Hinton et al. 2015).")
+@option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+        origin="distill.alpha",
+        help="Weight of the teacher's soft labels on labelled texts; 1 - alpha goes to the "
+             "gold label. Unlabelled texts learn the teacher alone.")
+@option("--augment", default=0, show_default=True, type=click.IntRange(min=0),
+        origin="distill.augment",
+        help="Add N changed copies of each labelled text to the transfer set, labelled by the "
+             "teacher alone (words dropped, swapped, n-grams; Tang et al. 2019).")
+@training_options
+@model_options(ClassifierConfig)
+@option("--subword-sampling", default=0.0, show_default=True, origin="train.subword_sampling",
+        help="Sample segmentations with this alpha while training (0 = off).")
+@max_train_length_option("classify")
+@init_options
+@embeddings_option
+def distill(teacher, train_path, dev_path, unlabelled, **opts):
+    """Train one student classifier (S1) on a teacher classifier's soft labels over the
+    labelled training text and unlabelled text (knowledge distillation).
+
+    \b
+    Example:
+      S=corpora/sentiment/movie-snippets
+      seqtool distill --teacher checkpoints/sentiment-gru.pt --train $S/train.tsv \\
+        --dev $S/dev.tsv --unlabelled corpora/pretraining/train.txt \\
+        --init checkpoints/english-gru-lm-glove.pt --out student.pt --half-checkpoint
+    """
+    from click.core import ParameterSource
+
+    from seqtool.api_distill import distill as run_distill
+
+    ctx = click.get_current_context()
+    given = {name: value for name, value in opts.items()
+             if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}
+    given.pop("config", None)
+    if "distill_temperature" in given:
+        given["temperature"] = given.pop("distill_temperature")
+    out = given.pop("out")
+    run_distill(teacher, train_path, dev_path, out, unlabelled,
+                command="seqtool " + " ".join(sys.argv[1:]), **given)
