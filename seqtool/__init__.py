@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "train", "evaluate", "ClassifyResult", "GenerateResult", "TranslateResult",
-           "Candidate", "AttentionMap", "SeqtoolError"]
+__all__ = ["load", "train", "evaluate", "distill", "ClassifyResult", "GenerateResult",
+           "TranslateResult", "Candidate", "AttentionMap", "SeqtoolError"]
 
 if TYPE_CHECKING:
     from seqtool.api import evaluate, load, train
+    from seqtool.api_distill import distill
     from seqtool.errors import SeqtoolError
     from seqtool.results import (
         AttentionMap,
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     )
 
 _HOMES = {**{name: "seqtool.api" for name in ("load", "train", "evaluate")},
-          "SeqtoolError": "seqtool.errors",
-          **{name: "seqtool.results" for name in __all__[3:8]}}
+          "distill": "seqtool.api_distill", "SeqtoolError": "seqtool.errors",
+          **{name: "seqtool.results" for name in __all__[4:9]}}
 
 
 def __getattr__(name: str) -> Any:

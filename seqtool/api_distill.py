@@ -21,8 +21,6 @@ from typing import Any
 
 from seqtool.errors import SeqtoolError
 
-# Defaults of the distillation options (set before the runs; benchmarks/results/distill-s1.md).
-DISTILL_DEFAULTS = {"temperature": 2.0, "alpha": 0.5, "augment": 0}
 LABEL_CHUNK = 2048  # texts the teacher labels between two progress lines
 
 
@@ -100,20 +98,14 @@ def teacher_probabilities(loaded, texts: Sequence[str], cache: Path | None = Non
 
 
 def default_options() -> dict[str, Any]:
-    """Every option of `seqtool distill` at its default, by the command line's names (those
-    of `train classify`, plus the distillation's own)."""
-    from dataclasses import MISSING, fields
+    """Every option of `seqtool distill` at its default, by the command line's names: those
+    of `train classify`, plus the distillation's own (`config.DistillConfig`)."""
+    from dataclasses import fields
 
-    from seqtool.config import ClassifierConfig, TrainConfig
+    from seqtool.config import DistillConfig
+    from seqtool.training.run import options_for
 
-    opts: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)}
-    opts.update({f.name: f.default for f in fields(ClassifierConfig)
-                 if f.default is not MISSING})
-    opts.update(vocab_size=8000, tokenizer_type="unigram", character_coverage=1.0,
-                tokenizer_path=None, lowercase=False, init=None, embeddings=None,
-                subword_sampling=0.0, max_train_length=256, resume=False, config=None,
-                **DISTILL_DEFAULTS)
-    return opts
+    return {**options_for("classify"), **{f.name: f.default for f in fields(DistillConfig)}}
 
 
 def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out: str | Path,
@@ -137,7 +129,7 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
             "dev_path": str(dev), "teacher": str(teacher) if teacher else None,
             "unlabelled": [str(p) for p in unlabelled]}
     teacher_path = _teacher_path(teacher)
-    model_opts = {k: opts[k] for k in training_run.MODEL_OPTIONS["classify"]}
+    model_opts = {k: opts[k] for k in training_run.model_options("classify")}
     training_run._sizes_from_init("classify", opts, model_opts, set(options))
     training_run._refuse_overwriting_data(opts)
     _refuse_overwriting(opts, teacher_path)

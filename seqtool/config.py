@@ -263,3 +263,19 @@ class ServerLimits:
     max_chars: int = option(10_000, "Characters per text (and per prompt) at most.", min=1)
     max_body: int = option(1_000_000, "Bytes per request body at most.", min=1)
     max_samples: int = option(100, "Samples (n) per /generate request at most.", min=1)
+
+
+@dataclass
+class DistillConfig:
+    """`seqtool distill`: how a student learns its teacher (Hinton, Vinyals & Dean 2015)."""
+
+    # spelled --temperature on the command line, apart from sampling's
+    temperature: float = option(
+        2.0, "Softens teacher and student distributions in the soft term (Hinton et al. 2015).",
+        min=0, min_open=True)
+    alpha: float = option(
+        0.5, "Weight of the teacher's soft labels on labelled texts; 1 - alpha goes to the "
+        "gold label. Unlabelled texts learn the teacher alone.", min=0, max=1)
+    augment: int = option(
+        0, "Add N changed copies of each labelled text to the transfer set, labelled by the "
+        "teacher alone (words dropped, swapped, n-grams; Tang et al. 2019).", min=0)

@@ -181,7 +181,8 @@ def all_commands(group=None, path=()):
 
 def test_all_commands_are_reached():
     paths = {path for path, _ in all_commands()}
-    assert paths == {("classify",), ("embed",), ("ensemble",), ("generate",), ("info",),
+    assert paths == {("classify",), ("distill",), ("embed",), ("ensemble",), ("generate",),
+                     ("info",),
                      ("pretrain",), ("serve",), ("tokenize",), ("translate",),
                      ("tokenizer", "train"),
                      ("train", "classify"), ("train", "generate"), ("train", "translate"),

@@ -8,6 +8,7 @@ stderr.
     common.py    the group classes (errors, lazy loading) and the writing of results
     options.py   options shared by commands, and those generated from seqtool.config
     train.py     train classify|generate|translate, pretrain
+    distill.py   distill (a student classifier from a teacher)
     predict.py   classify, embed, generate, translate
     evaluate.py  evaluate classify|generate|translate
     tools.py     tokenizer train, tokenize, ensemble, info
@@ -29,6 +30,9 @@ __all__ = ["cli", "main", "SeqtoolGroup", "LazyGroup"]
 COMMANDS = {  # name: ("module:command", the short help `seqtool --help` lists)
     "classify": ("seqtool.cli.predict:classify",
                  "Label each text with a class and its probability (S1)."),
+    "distill": ("seqtool.cli.distill:distill",
+                "Train one student classifier (S1) on a teacher classifier's soft labels over "
+                "the labelled training text and unlabelled text (knowledge distillation)."),
     "embed": ("seqtool.cli.predict:embed",
               "One vector per input line from the classifier's encoder (JSONL, or .npy with "
               "--out)."),

@@ -6,14 +6,14 @@ import sys
 
 import click
 
-from seqtool.cli.options import max_train_length_option, model_options, option
+from seqtool.cli.options import field_option, max_train_length_option, model_options, option
 from seqtool.cli.train import (
     embeddings_option,
     init_options,
     labeled_data_options,
     training_options,
 )
-from seqtool.config import ClassifierConfig
+from seqtool.config import ClassifierConfig, DataConfig, DistillConfig
 
 
 @click.command()
@@ -25,22 +25,13 @@ from seqtool.config import ClassifierConfig
         origin="distill.unlabelled",
         help="Unlabelled text, one per line, learnt from the teacher alone (repeat for more "
              "files; lines of --train are left out).")
-# Named apart from generate's sampling --temperature (another option of the same spelling).
-@option("--temperature", "-T", "distill_temperature", default=2.0, show_default=True,
-        type=click.FloatRange(min=0, min_open=True), origin="distill.temperature",
-        help="Softens teacher and student distributions in the soft term (Hinton et al. 2015).")
-@option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-        origin="distill.alpha",
-        help="Weight of the teacher's soft labels on labelled texts; 1 - alpha goes to the "
-             "gold label. Unlabelled texts learn the teacher alone.")
-@option("--augment", default=0, show_default=True, type=click.IntRange(min=0),
-        origin="distill.augment",
-        help="Add N changed copies of each labelled text to the transfer set, labelled by the "
-             "teacher alone (words dropped, swapped, n-grams; Tang et al. 2019).")
+# Spelled --temperature, as sampling's is: `distill_temperature` keeps the names apart.
+@field_option(DistillConfig, "temperature", param="distill_temperature", short=False)
+@field_option(DistillConfig, "alpha")
+@field_option(DistillConfig, "augment")
 @training_options
 @model_options(ClassifierConfig)
-@option("--subword-sampling", default=0.0, show_default=True, origin="train.subword_sampling",
-        help="Sample segmentations with this alpha while training (0 = off).")
+@field_option(DataConfig, "subword_sampling")
 @max_train_length_option("classify")
 @init_options
 @embeddings_option

@@ -130,7 +130,7 @@ def default_of(config: type, name: str) -> Any:
 
 
 def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: bool = True,
-                 **override: Any):
+                 param: str | None = None, **override: Any):
     """The option of a config dataclass field: `--embed-dim` from `embed_dim`, its default the
     field's, its help and type from the field's metadata (see `seqtool.config`). `old`: hidden
     old spellings; `short=False` leaves out the field's short spelling."""
@@ -159,7 +159,8 @@ def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: b
     if "metavar" in meta:
         kwargs["metavar"] = meta["metavar"]
     kwargs.update(override)
-    return option(*names, name, old=old, origin=f"{config.__name__}.{name}", **kwargs)
+    return option(*names, param or name, old=old, origin=f"{config.__name__}.{name}",
+                  **kwargs)
 
 
 def model_fields(config: type) -> list[str]:
