@@ -12,7 +12,7 @@ import torch
 
 from seqtool.decoding.lexicon import Lexicon
 from seqtool.nn.generator import Generator
-from seqtool.nn.translator import Translator, select_state
+from seqtool.nn.translator import SOURCE_KEYS, Translator, select_state
 from seqtool.text.tokenizer import END, PAD, START
 
 
@@ -29,35 +29,63 @@ def _select_memory(memory: dict, index: torch.Tensor) -> dict:
 
 def greedy(
     model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
-    with_attention: bool = False,
+    with_attention: bool = False, memory: dict | None = None,
 ) -> list[Hypothesis]:
-    """The most likely token at every step, for every sentence of the batch at once."""
-    memory = model.encode(src, src_lengths)
+    """The most likely token at every step, for every sentence of the batch at once.
+
+    Finished sentences leave the batch (a few at a time, `_COMPACT`), so the remaining steps
+    cost only the sentences still being decoded; `memory` is `model.encode`'s, when the caller
+    has it already. Returns what `reference.greedy_reference` returns (tests/test_search_fast.py).
+    """
+    if memory is None:
+        memory = model.encode(src, src_lengths)
+    device = src.device
     batch = src.size(0)
-    prev = torch.full((batch,), START, dtype=torch.long, device=src.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    tokens, scores, attention = [], torch.zeros(batch, device=src.device), []
-    for t in range(int(max_lengths.max())):
+    limits = [int(x) for x in max_lengths.tolist()]
+    prev = torch.full((batch,), START, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    scores = torch.zeros(batch, device=device)
+    row_limits = max_lengths.to(device)
+    history = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    att_history: torch.Tensor | None = None
+    sentence = list(range(batch))  # the sentence of each row
+    out: list[Hypothesis | None] = [None] * batch
+    t = 0
+    while sentence:
         logp, memory, weights = model.decode_step(memory, prev)
         best_logp, prev = logp.max(dim=-1)
         prev = prev.masked_fill(done, PAD)
         scores += best_logp.masked_fill(done, 0.0)
-        tokens.append(prev)
+        history = torch.cat([history, prev[:, None]], 1)
         if with_attention:
-            attention.append(weights)
-        done |= (prev == END) | (t + 1 >= max_lengths.to(src.device))
-        if bool(done.all()):
-            break
-    token_rows = torch.stack(tokens, 1).tolist()
-    att = torch.stack(attention, 1) if with_attention else None
-    limits = [int(x) for x in max_lengths.tolist()]
-    out = []
-    for b, row in enumerate(token_rows):
-        # Without <end> a row ran to its limit (its tokens may include <pad> itself).
-        length = row.index(END) if END in row else min(limits[b], len(row))
-        a = att[b, :length, : int(src_lengths[b])].tolist() if att is not None else None
-        out.append(Hypothesis(row[:length], float(scores[b]), a))
-    return out
+            w = weights.unsqueeze(1)
+            att_history = w if att_history is None else torch.cat([att_history, w], 1)
+        t += 1
+        done |= (prev == END) | (row_limits <= t)
+        n_done = int(done.sum())
+        if n_done == len(sentence) or n_done >= max(1, len(sentence) // _COMPACT):
+            ended = done.nonzero().squeeze(1)
+            for i, row in zip(ended.tolist(), history[ended].tolist()):
+                b = sentence[i]
+                # Without <end> a row ran to its limit.
+                length = row.index(END) if END in row else min(limits[b], len(row))
+                a = None
+                if att_history is not None:
+                    a = att_history[i, :length, : int(src_lengths[b])].tolist()
+                out[b] = Hypothesis(row[:length], float(scores[i]), a)
+            if n_done == len(sentence):
+                break
+            keep = (~done).nonzero().squeeze(1)
+            sentence = [sentence[i] for i in keep.tolist()]
+            memory = _select_memory(memory, keep)
+            prev, scores, row_limits = prev[keep], scores[keep], row_limits[keep]
+            history, done = history[keep], done[keep]
+            if att_history is not None:
+                att_history = att_history[keep]
+    return out  # type: ignore[return-value]
+
+
+_COMPACT = 8  # greedy drops finished rows once they are 1/8 of the batch (or all of it)
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -114,42 +142,52 @@ def beam_search(
 
     Greedy's translation starts out among the finished ones: a beam prunes, and greedy's path
     can leave it (16 of the 987 Bible test sentences), so without it beam 5 could return a
-    translation that scores below beam 1's. It costs one greedy pass and lets sentences close
-    sooner.
+    translation that scores below beam 1's. It costs one greedy pass (on the same encoding)
+    and lets sentences close sooner.
+
+    The source side of the memory stays one copy per sentence (`Translator.decode_step` with
+    group = beam), and each step's best 2 * beam come from each hypothesis's own best 2 * beam
+    tokens: the same hypotheses as `reference.beam_search_reference`, which copies the memory
+    for every hypothesis and reorders it at every step (tests/test_search_fast.py).
     """
     device = src.device
     k = beam
     batch = src.size(0)
-    memory = _select_memory(model.encode(src, src_lengths),
-                            torch.arange(batch, device=device).repeat_interleave(k))
+    encoded = model.encode(src, src_lengths)
+    limits = [int(x) for x in max_lengths.tolist()]
+    src_len = [int(x) for x in src_lengths.tolist()]
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    if include_greedy:
+        found = greedy(model, src, src_lengths, max_lengths, with_attention, encoded)
+        for b, (h, limit) in enumerate(zip(found, limits)):
+            scored = len(h.tokens) + (len(h.tokens) < limit)  # <end> is scored when it came
+            finished[b].append(Hypothesis(h.tokens, h.score / length_penalty(scored, alpha),
+                                          h.attention))
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    memory = {key: v if key in SOURCE_KEYS else select_state(v, rows)
+              for key, v in encoded.items()}
     alive = torch.full((batch, k), float("-inf"), device=device)
     alive[:, 0] = 0.0
     prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
     att_history: torch.Tensor | None = None
-    limits = [int(x) for x in max_lengths.tolist()]
-    src_len = [int(x) for x in src_lengths.tolist()]
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    if include_greedy:
-        found = greedy(model, src, src_lengths, max_lengths, with_attention)
-        for b, (h, limit) in enumerate(zip(found, limits)):
-            scored = len(h.tokens) + (len(h.tokens) < limit)  # <end> is scored when it came
-            finished[b].append(Hypothesis(h.tokens, h.score / length_penalty(scored, alpha),
-                                          h.attention))
     active = list(range(batch))  # original sentence index of each row group
     at_limit_all = torch.as_tensor(limits, device=device)
     active_rows = torch.arange(batch, device=device)
     t = 0
     while active:
-        logp, memory, weights = model.decode_step(memory, prev)
+        logp, memory, weights = model.decode_step(memory, prev, k)
         vocab = logp.size(-1)
         n = len(active)
         if with_attention:
             w = weights.unsqueeze(1)
             att_history = w if att_history is None else torch.cat([att_history, w], 1)
-        candidates = (alive.view(-1, 1) + logp).view(n, k * vocab)
+        # The best 2k of all k * vocab continuations are among the best 2k of each hypothesis.
+        m = min(2 * k, vocab)
+        row_scores, row_tokens = logp.topk(m, dim=1)
+        candidates = (alive.view(-1, 1) + row_scores).view(n, k * m)
         top_scores, top_index = candidates.topk(2 * k, dim=1)
-        top_beam, top_token = top_index // vocab, top_index % vocab
+        top_beam, top_token = top_index // m, row_tokens.view(n, k * m).gather(1, top_index)
         at_limit = at_limit_all[active_rows] <= t + 1
         ends = (top_token == END) | at_limit[:, None]
         end_rows = (ends[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
@@ -178,13 +216,16 @@ def beam_search(
             break
         origin = (torch.arange(n, device=device)[:, None] * k + top_beam.gather(1, keep))
         prev = top_token.gather(1, keep)
+        source = {key: memory[key] for key in SOURCE_KEYS}
         if len(still) < n:
             rows = torch.tensor(still, device=device)
             alive, origin, prev = alive[rows], origin[rows], prev[rows]
             active_rows = active_rows[rows]
             active = [active[i] for i in still]
+            source = _select_memory(source, rows)
         origin, prev = origin.view(-1), prev.view(-1)
-        memory = _select_memory(memory, origin)
+        memory = {**_select_memory({key: v for key, v in memory.items()
+                                    if key not in SOURCE_KEYS}, origin), **source}
         history = torch.cat([history[origin], prev[:, None]], dim=1)
         if att_history is not None:
             att_history = att_history[origin]
