@@ -72,8 +72,7 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
     if ckpt.task != task:
         raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
     try:
-        model = build_model(task, ckpt.model_config)
-        model.load_state_dict(ckpt.weights)
+        model = _build_loaded(task, ckpt.model_config, ckpt.weights)
     except SeqtoolError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure here means the file was edited
@@ -81,10 +80,17 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
         raise SeqtoolError(f"damaged checkpoint: weights do not fit its model configuration "
                            f"({detail[:200]})", str(path)) from None
     parts = model.parts if isinstance(model, ClassifierCombination) else [model]
+    made: dict[bytes, Tokenizer] = {}  # parts that share a vocabulary share its tokenizer
+
+    def tokenizer(key: str) -> Tokenizer:
+        data = ckpt.tokenizers[key]
+        if data not in made:
+            made[data] = Tokenizer(data)
+        return made[data]
+
     try:
-        tokenizers = [Tokenizer(ckpt.tokenizers[part_tokenizer_key(i)])
-                      for i in range(len(parts))]
-        tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else tokenizers[0]
+        tokenizers = [tokenizer(part_tokenizer_key(i)) for i in range(len(parts))]
+        tgt = tokenizer("tgt") if "tgt" in ckpt.tokenizers else tokenizers[0]
     except KeyError as e:
         raise SeqtoolError(f"damaged checkpoint: no tokenizer {e}", str(path)) from None
     except SeqtoolError as e:
@@ -100,6 +106,27 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
         raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
     model.to(resolve_device(device)).eval()
     return Loaded(ckpt, model, tokenizers[0], tgt, path)
+
+
+def _build_loaded(task: str, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+    """The model with `weights` as its parameters: built on the meta device (no memory, no
+    random initialisation to overwrite) and given the loaded tensors themselves (no copy),
+    each in the dtype the model declares. A model that keeps something outside its state
+    dict (which would stay on the meta device) is built and filled the plain way."""
+    with torch.device("meta"):
+        model = build_model(task, config)
+    declared = model.state_dict(keep_vars=True)
+    fitted = {}
+    for key, value in weights.items():
+        want = declared.get(key)
+        if want is not None and value.is_floating_point() and value.dtype != want.dtype:
+            value = value.to(want.dtype)
+        fitted[key] = value
+    model.load_state_dict(fitted, assign=True)
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        model = build_model(task, config)
+        model.load_state_dict(weights)
+    return model
 
 
 def part_tokenizer_key(index: int) -> str:
