@@ -9,21 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint
-from seqtool.decoding.lexicon import Lexicon
 from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH, classify_probabilities
-from seqtool.decoding.search import sample
 from seqtool.device import model_device, resolve_device
 from seqtool.errors import SeqtoolError
 from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.nn.registry import build_model
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # imported where used: `seqtool classify` needs neither
+    from seqtool.decoding.lexicon import Lexicon
 
 
 def resolve_path(path: str | Path | None, task: str) -> Path:
@@ -173,6 +174,8 @@ def generate(
 ) -> list[dict[str, Any]]:
     """N samples for a class, generated in parallel batches; deterministic for a seed. With a
     `lexicon` (`lexicon_for`) every word of a sample is one of its words."""
+    from seqtool.decoding.search import sample
+
     labels = loaded.checkpoint.labels
     if label not in labels:
         raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(labels)})")
@@ -196,7 +199,7 @@ def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:
     """The words samples may use (`generate --lexicon`): "model" = those stored in the
     checkpoint, the words of its training text (older checkpoints store none: no limit);
     "none" = no limit; else a file of words (a word list or any text)."""
-    from seqtool.decoding.lexicon import resolve_lexicon
+    from seqtool.decoding.lexicon import Lexicon, resolve_lexicon
 
     words = resolve_lexicon(option, loaded.checkpoint.meta.get("lexicon"))  # checked by load
     return Lexicon(words, loaded.tokenizer) if words is not None else None
