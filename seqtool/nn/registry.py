@@ -5,30 +5,39 @@ neither the translator nor the generators)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import nn
 
 from seqtool import config as configs
 
-_MODELS = {
-    "pretrain": ("seqtool.nn.language_model", "LanguageModel", "LanguageModelConfig"),
-    "classify": ("seqtool.nn.classifier", "Classifier", "ClassifierConfig"),
-    "generate": ("seqtool.nn.generator", "Generator", "GeneratorConfig"),
-    "translate": ("seqtool.nn.translator", "Translator", "TranslatorConfig"),
-}
+TASKS = ("pretrain", "classify", "generate", "translate")
 
 
 def model_classes(task: str) -> tuple[type[nn.Module], type]:
-    """The model class and the configuration class of `task`."""
-    module, model_name, config_name = _MODELS[task]
-    return getattr(importlib.import_module(module), model_name), getattr(configs, config_name)
+    """The model class and the configuration class of `task`, its module imported now."""
+    if task == "pretrain":
+        from seqtool.nn.language_model import LanguageModel
+
+        return LanguageModel, configs.LanguageModelConfig
+    if task == "classify":
+        from seqtool.nn.classifier import Classifier
+
+        return Classifier, configs.ClassifierConfig
+    if task == "generate":
+        from seqtool.nn.generator import Generator
+
+        return Generator, configs.GeneratorConfig
+    if task == "translate":
+        from seqtool.nn.translator import Translator
+
+        return Translator, configs.TranslatorConfig
+    raise KeyError(task)
 
 
 def __getattr__(name: str) -> Any:
     if name == "MODELS":  # task -> (model class, configuration class)
-        return {task: model_classes(task) for task in _MODELS}
+        return {task: model_classes(task) for task in TASKS}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
