@@ -56,7 +56,7 @@ def classify_latency(data: Path, repeats: int = 3) -> tuple[dict, str]:
         "list(predict.classify_stream(loaded, [[sys.argv[2]]])); T.append(time.perf_counter())\n"
         "print(' '.join(str(b - a) for a, b in zip(T, T[1:])))")
     names = ["import torch", "seqtool imports (cli, report, predict)", "Checkpoint.load",
-             "model built on meta + weights assigned", "tokenizers (distinct)",
+             "model built + weights assigned", "tokenizers (distinct)",
              "device probe", "predict.load (all of it, again)", "classify one line"]
     phases = {}
     for m in models:

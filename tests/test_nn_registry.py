@@ -45,8 +45,8 @@ def test_an_unknown_task_fails():
 
 @pytest.mark.parametrize("task", list(SMALL))
 @pytest.mark.parametrize("half", [False, True])
-def test_a_model_loaded_without_initialising_equals_one_built_and_filled(task, half):
-    """`predict._build_loaded` (meta device, the loaded tensors assigned) gives the model that
+def test_a_model_given_the_loaded_tensors_equals_one_built_and_filled(task, half):
+    """`predict._build_loaded` (the loaded tensors assigned, no copy) gives the model that
     building it and copying the weights in gives: same parameters, dtypes, outputs, ties."""
     import torch
 
