@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from seqtool.checkpoint import one_thread
 from seqtool.device import model_device
 from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.text.batching import classify_batch, generate_batch, length_sorted, pretrain_batch
@@ -40,6 +41,17 @@ def classify_outputs(
 
 def _classify_ids(model: nn.Module, ids: list[list[int]], batch_size: int,
                   encode_only: bool) -> torch.Tensor:
+    if len(ids) <= FEW_TEXTS:
+        with one_thread():  # a one-line call: more threads only wait for each other
+            return _classify_batches(model, ids, batch_size, encode_only)
+    return _classify_batches(model, ids, batch_size, encode_only)
+
+
+FEW_TEXTS = 8  # inputs this small run on one thread
+
+
+def _classify_batches(model: nn.Module, ids: list[list[int]], batch_size: int,
+                      encode_only: bool) -> torch.Tensor:
     model.eval()
     dim = model.encoding_dim if encode_only else model.config.num_classes
     out = torch.zeros(len(ids), dim)

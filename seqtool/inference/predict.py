@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from seqtool.checkpoint import Checkpoint
+from seqtool.checkpoint import Checkpoint, one_thread
 from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH, classify_probabilities
 from seqtool.device import model_device, resolve_device
 from seqtool.errors import SeqtoolError
@@ -115,7 +115,8 @@ def _build_loaded(task: str, config: dict[str, Any], weights: dict[str, torch.Te
 
     (Building on the meta device would also skip the random initialisation, but its first
     use imports torch's reference implementations: 829 modules, seconds.)"""
-    model = build_model(task, config)
+    with one_thread():  # its random initialisation, overwritten at once: many small passes
+        model = build_model(task, config)
     declared = model.state_dict(keep_vars=True)
     fitted = {}
     for key, value in weights.items():
