@@ -355,6 +355,7 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path,
                         help="word vectors (corpora/embeddings/glove-6b-100d.vec): adds fastText "
                              "started from them, as the shipped classifier is")
+    parser.add_argument("--repeats", type=int, default=3, help="with --latency: runs of each")
     parser.add_argument("--latency", action="store_true",
                         help="only what a classify call costs beyond import torch "
                              "(results/classify-latency.*)")
@@ -362,7 +363,7 @@ def main() -> None:
     if args.latency:
         from classify_latency import classify_latency
 
-        record("classify-latency", *classify_latency(DATA))
+        record("classify-latency", *classify_latency(DATA, args.repeats))
         return
     if args.select:
         with tempfile.TemporaryDirectory() as tmp:
