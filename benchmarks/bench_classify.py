@@ -9,6 +9,7 @@ batches, and `seqtool classify` throughput.
     pip install fasttext-numpy2 vaderSentiment   # peers only, not project dependencies
     python benchmarks/bench_classify.py [--seeds 3] [--reuse-seqtool] [--vectors FILE.vec]
     python benchmarks/bench_classify.py --select  # dev-only choice of the shipped settings
+    python benchmarks/bench_classify.py --latency  # a call's cost beyond import torch
 
 --reuse-seqtool takes the seqtool seed runs (3 ensemble trainings, the expensive part) from
 the previous results/classify.json and marks them "previous run (date)" in the table.
@@ -354,7 +355,16 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path,
                         help="word vectors (corpora/embeddings/glove-6b-100d.vec): adds fastText "
                              "started from them, as the shipped classifier is")
+    parser.add_argument("--repeats", type=int, default=3, help="with --latency: runs of each")
+    parser.add_argument("--latency", action="store_true",
+                        help="only what a classify call costs beyond import torch "
+                             "(results/classify-latency.*)")
     args = parser.parse_args()
+    if args.latency:
+        from classify_latency import classify_latency
+
+        record("classify-latency", *classify_latency(DATA, args.repeats))
+        return
     if args.select:
         with tempfile.TemporaryDirectory() as tmp:
             select(Path(tmp))

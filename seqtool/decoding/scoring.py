@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from seqtool.checkpoint import one_thread
 from seqtool.device import model_device
 from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.text.batching import classify_batch, generate_batch, length_sorted, pretrain_batch
@@ -25,12 +26,33 @@ def classify_outputs(
 
     Inputs longer than `max_length` pieces are cut (0 = no limit; a warning on stderr)."""
     if isinstance(model, ClassifierCombination):  # each part reads its own pieces
-        outputs = [classify_outputs(part, part_tokenizer, texts, batch_size, encode_only,
-                                    max_length)
-                   for part, part_tokenizer in zip(model.parts, model.tokenizers, strict=True)]
+        encoded: dict[int, list[list[int]]] = {}  # parts that share a tokenizer share them
+        outputs = []
+        for part, part_tokenizer in zip(model.parts, model.tokenizers, strict=True):
+            if id(part_tokenizer) not in encoded:
+                encoded[id(part_tokenizer)] = part_tokenizer.encode_batch(
+                    list(texts), max_length=max_length)
+            outputs.append(_classify_ids(part, encoded[id(part_tokenizer)], batch_size,
+                                         encode_only))
         return torch.cat(outputs, -1) if encode_only else model.combine(outputs)
+    return _classify_ids(model, tokenizer.encode_batch(list(texts), max_length=max_length),
+                         batch_size, encode_only)
+
+
+def _classify_ids(model: nn.Module, ids: list[list[int]], batch_size: int,
+                  encode_only: bool) -> torch.Tensor:
+    if len(ids) <= FEW_TEXTS:
+        with one_thread():  # a one-line call: more threads only wait for each other
+            return _classify_batches(model, ids, batch_size, encode_only)
+    return _classify_batches(model, ids, batch_size, encode_only)
+
+
+FEW_TEXTS = 8  # inputs this small run on one thread
+
+
+def _classify_batches(model: nn.Module, ids: list[list[int]], batch_size: int,
+                      encode_only: bool) -> torch.Tensor:
     model.eval()
-    ids = tokenizer.encode_batch(list(texts), max_length=max_length)
     dim = model.encoding_dim if encode_only else model.config.num_classes
     out = torch.zeros(len(ids), dim)
     device = model_device(model)

@@ -13,7 +13,7 @@ import torch
 
 from seqtool.decoding.lexicon import Lexicon
 from seqtool.nn.generator import Generator
-from seqtool.nn.translator import Translator, select_state
+from seqtool.nn.translator import SOURCE_KEYS, Translator, select_state
 from seqtool.text.tokenizer import END, PAD, START
 
 
@@ -30,35 +30,75 @@ def _select_memory(memory: dict, index: torch.Tensor) -> dict:
 
 def greedy(
     model: Translator, src: torch.Tensor, src_lengths: torch.Tensor, max_lengths: torch.Tensor,
-    with_attention: bool = False,
+    with_attention: bool = False, memory: dict | None = None,
 ) -> list[Hypothesis]:
-    """The most likely token at every step, for every sentence of the batch at once."""
-    memory = model.encode(src, src_lengths)
+    """The most likely token at every step, for every sentence of the batch at once.
+
+    Finished sentences leave the batch (a few at a time, `_COMPACT`), so the remaining steps
+    cost only the sentences still being decoded; `memory` is `model.encode`'s, when the caller
+    has it already. Returns what `reference.greedy_reference` returns (tests/test_search_fast.py).
+    """
+    if memory is None:
+        memory = model.encode(src, src_lengths)
     batch = src.size(0)
     prev = torch.full((batch,), START, dtype=torch.long, device=src.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    tokens, scores, attention = [], torch.zeros(batch, device=src.device), []
-    for t in range(int(max_lengths.max())):
+    found = _greedy_rows(model, memory, prev, torch.zeros(batch, device=src.device),
+                         [int(x) for x in max_lengths.tolist()], with_attention)
+    src_len = [int(x) for x in src_lengths.tolist()]
+    return [Hypothesis(tokens, score, None if att is None else att[:, :n].tolist())
+            for (tokens, score, att), n in zip(found, src_len)]
+
+
+def _greedy_rows(
+    model: Translator, memory: dict, prev: torch.Tensor, scores: torch.Tensor,
+    limits: list[int], with_attention: bool,
+) -> list[tuple[list[int], float, torch.Tensor | None]]:
+    """Greedy decoding of each row of `memory` (one row per sentence) from the token `prev`,
+    with log-probability `scores` [rows] (float32) so far and at most `limits` more tokens:
+    per row the tokens (without <end>), the final log-probability, and the attention
+    [tokens, S] when asked."""
+    device = prev.device
+    batch = prev.size(0)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    row_limits = torch.as_tensor(limits, device=device)
+    history = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    att_history: torch.Tensor | None = None
+    sentence = list(range(batch))  # the original row of each row
+    out: list = [None] * batch
+    t = 0
+    while sentence:
         logp, memory, weights = model.decode_step(memory, prev)
         best_logp, prev = logp.max(dim=-1)
         prev = prev.masked_fill(done, PAD)
         scores += best_logp.masked_fill(done, 0.0)
-        tokens.append(prev)
+        history = torch.cat([history, prev[:, None]], 1)
         if with_attention:
-            attention.append(weights)
-        done |= (prev == END) | (t + 1 >= max_lengths.to(src.device))
-        if bool(done.all()):
-            break
-    token_rows = torch.stack(tokens, 1).tolist()
-    att = torch.stack(attention, 1) if with_attention else None
-    limits = [int(x) for x in max_lengths.tolist()]
-    out = []
-    for b, row in enumerate(token_rows):
-        # Without <end> a row ran to its limit (its tokens may include <pad> itself).
-        length = row.index(END) if END in row else min(limits[b], len(row))
-        a = att[b, :length, : int(src_lengths[b])].tolist() if att is not None else None
-        out.append(Hypothesis(row[:length], float(scores[b]), a))
+            w = weights.unsqueeze(1)
+            att_history = w if att_history is None else torch.cat([att_history, w], 1)
+        t += 1
+        done |= (prev == END) | (row_limits <= t)
+        n_done = int(done.sum())
+        if n_done == len(sentence) or n_done >= max(1, len(sentence) // _COMPACT):
+            ended = done.nonzero().squeeze(1)
+            for i, row in zip(ended.tolist(), history[ended].tolist()):
+                b = sentence[i]
+                # Without <end> a row ran to its limit.
+                length = row.index(END) if END in row else min(limits[b], len(row))
+                a = att_history[i, :length] if att_history is not None else None
+                out[b] = (row[:length], float(scores[i]), a)
+            if n_done == len(sentence):
+                break
+            keep = (~done).nonzero().squeeze(1)
+            sentence = [sentence[i] for i in keep.tolist()]
+            memory = _select_memory(memory, keep)
+            prev, scores, row_limits = prev[keep], scores[keep], row_limits[keep]
+            history, done = history[keep], done[keep]
+            if att_history is not None:
+                att_history = att_history[keep]
     return out
+
+
+_COMPACT = 8  # greedy drops finished rows once they are 1/8 of the batch (or all of it)
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -113,44 +153,58 @@ def beam_search(
     early returns exactly what searching on to the length limit would. Closed sentences leave
     the batch, so the remaining steps cost only what is still being searched.
 
-    Greedy's translation starts out among the finished ones: a beam prunes, and greedy's path
-    can leave it (16 of the 987 Bible test sentences), so without it beam 5 could return a
-    translation that scores below beam 1's. It costs one greedy pass and lets sentences close
-    sooner.
+    Greedy's translation is among the finished ones: a beam prunes, and greedy's path can
+    leave it (16 of the 987 Bible test sentences), so without it beam 5 could return a
+    translation that scores below beam 1's. Greedy's path starts as the beam's best
+    hypothesis, so it is followed inside the beam (its next token is the best of its row);
+    only where it leaves the beam, or its sentence closes first, is the rest decoded greedily
+    on its own, after the search (`_greedy_rows`). A sentence then closes no earlier than if
+    greedy's translation had been known from the start, and closing later changes nothing.
+
+    The source side of the memory stays one copy per sentence (`Translator.decode_step` with
+    group = beam), and each step's best 2 * beam come from each hypothesis's own best 2 * beam
+    tokens. It returns what `reference.beam_search_reference` returns, which copies the
+    memory for every hypothesis, reorders it at every step and decodes greedily first
+    (tests/test_search_fast.py).
     """
     device = src.device
     k = beam
     batch = src.size(0)
-    memory = _select_memory(model.encode(src, src_lengths),
-                            torch.arange(batch, device=device).repeat_interleave(k))
+    encoded = model.encode(src, src_lengths)
+    limits = [int(x) for x in max_lengths.tolist()]
+    src_len = [int(x) for x in src_lengths.tolist()]
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    greedy_tokens: list[list[int] | None] = [None] * batch
+    following = dict.fromkeys(range(batch), 0) if include_greedy else {}  # sentence -> row
+    left: list[tuple] = []  # greedy paths that left the beam, to finish on their own
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    memory = {key: v if key in SOURCE_KEYS else select_state(v, rows)
+              for key, v in encoded.items()}
     alive = torch.full((batch, k), float("-inf"), device=device)
     alive[:, 0] = 0.0
     prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
     att_history: torch.Tensor | None = None
-    limits = [int(x) for x in max_lengths.tolist()]
-    src_len = [int(x) for x in src_lengths.tolist()]
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    if include_greedy:
-        found = greedy(model, src, src_lengths, max_lengths, with_attention)
-        for b, (h, limit) in enumerate(zip(found, limits)):
-            scored = len(h.tokens) + (len(h.tokens) < limit)  # <end> is scored when it came
-            finished[b].append(Hypothesis(h.tokens, h.score / length_penalty(scored, alpha),
-                                          h.attention))
     active = list(range(batch))  # original sentence index of each row group
     at_limit_all = torch.as_tensor(limits, device=device)
     active_rows = torch.arange(batch, device=device)
     t = 0
     while active:
-        logp, memory, weights = model.decode_step(memory, prev)
+        logp, memory, weights = model.decode_step(memory, prev, k)
         vocab = logp.size(-1)
         n = len(active)
         if with_attention:
             w = weights.unsqueeze(1)
             att_history = w if att_history is None else torch.cat([att_history, w], 1)
-        candidates = (alive.view(-1, 1) + logp).view(n, k * vocab)
+        # The best 2k of all k * vocab continuations are among the best 2k of each hypothesis.
+        m = min(2 * k, vocab)
+        row_scores, row_tokens = logp.topk(m, dim=1)
+        candidates = (alive.view(-1, 1) + row_scores).view(n, k * m)
         top_scores, top_index = candidates.topk(2 * k, dim=1)
-        top_beam, top_token = top_index // vocab, top_index % vocab
+        top_beam, top_token = top_index // m, row_tokens.view(n, k * m).gather(1, top_index)
+        greedy_step = _follow_greedy(following, active, k, t, limits, row_tokens, candidates,
+                                     history, att_history, src_len, alpha, finished,
+                                     greedy_tokens)
         at_limit = at_limit_all[active_rows] <= t + 1
         ends = (top_token == END) | at_limit[:, None]
         end_rows = (ends[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero().tolist()
@@ -160,11 +214,11 @@ def beam_search(
             tokens = history[r].tolist()
             if int(top_token[i, j]) != END:
                 tokens.append(int(top_token[i, j]))
+            if tokens == greedy_tokens[b]:
+                continue  # greedy's translation, already there
             attention = None
             if att_history is not None:
                 attention = att_history[r, : len(tokens), : src_len[b]].tolist()
-            if include_greedy and tokens == finished[b][0].tokens:
-                continue  # greedy's translation, already there
             score = float(top_scores[i, j]) / length_penalty(t + 1, alpha)
             finished[b].append(Hypothesis(tokens, score, attention))
         # The best k candidates that did not end stay alive (best first).
@@ -175,25 +229,112 @@ def beam_search(
         still = [i for i, b in enumerate(active)
                  if may_improve(best_live[i], [h.score for h in finished[b]], t, limits[b],
                                 alpha, n_best)]
+        if greedy_step:  # where greedy's next hypothesis is now, or it leaves the beam
+            kept = top_index.gather(1, keep).tolist()
+            open_now = set(still)
+            for i, j, token, score in greedy_step:
+                b = active[i]
+                if i in open_now and j * m in kept[i]:
+                    following[b] = kept[i].index(j * m)
+                    continue
+                del following[b]
+                r = i * k + j
+                state = _select_memory({key: v for key, v in memory.items()
+                                        if key not in SOURCE_KEYS},
+                                       torch.tensor([r], device=device))
+                prefix_att = att_history[r] if att_history is not None else None
+                left.append((b, state, token, score, history[r].tolist() + [token],
+                             prefix_att))
         if not still:
             break
         origin = (torch.arange(n, device=device)[:, None] * k + top_beam.gather(1, keep))
         prev = top_token.gather(1, keep)
+        source = {key: memory[key] for key in SOURCE_KEYS}
         if len(still) < n:
             rows = torch.tensor(still, device=device)
             alive, origin, prev = alive[rows], origin[rows], prev[rows]
             active_rows = active_rows[rows]
             active = [active[i] for i in still]
+            source = _select_memory(source, rows)
         origin, prev = origin.view(-1), prev.view(-1)
-        memory = _select_memory(memory, origin)
+        memory = {**_select_memory({key: v for key, v in memory.items()
+                                    if key not in SOURCE_KEYS}, origin), **source}
         history = torch.cat([history[origin], prev[:, None]], dim=1)
         if att_history is not None:
             att_history = att_history[origin]
+    _finish_greedy(model, encoded, left, limits, src_len, alpha, finished, with_attention)
     results = []
     for b in range(batch):
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)[:n_best]
         results.append(hyps or [Hypothesis([], float("-inf"))])
     return results
+
+
+def _follow_greedy(following, active, k, t, limits, row_tokens, candidates, history,
+                   att_history, src_len, alpha, finished, greedy_tokens) -> list[tuple]:
+    """Greedy's next token in each sentence whose greedy path is still in the beam: where it
+    ends (<end> or the limit), greedy's translation goes first among the finished ones;
+    else (row index i, its beam row j, the token, its log-probability) for `beam_search` to
+    find among the kept hypotheses."""
+    if not following:
+        return []
+    groups = [(i, following[b]) for i, b in enumerate(active) if b in following]
+    index = torch.tensor([i * k + j for i, j in groups], device=row_tokens.device)
+    m = row_tokens.size(1)
+    tokens = row_tokens[index, 0].tolist()
+    scores = candidates.view(-1, m)[index, 0]  # float32, as greedy adds them up
+    out = []
+    for (i, j), token, score in zip(groups, tokens, scores, strict=True):
+        b = active[i]
+        if token != END and t + 1 < limits[b]:
+            out.append((i, j, token, score))
+            continue
+        del following[b]
+        r = i * k + j
+        words = history[r].tolist() + ([token] if token != END else [])
+        attention = None
+        if att_history is not None:
+            attention = att_history[r, : len(words), : src_len[b]].tolist()
+        greedy_tokens[b] = words
+        finished[b].insert(0, Hypothesis(words, float(score) / length_penalty(t + 1, alpha),
+                                         attention))
+    return out
+
+
+def _finish_greedy(model, encoded, left, limits, src_len, alpha, finished,
+                   with_attention) -> None:
+    """Decode greedily on their own the greedy paths that left the beam (or whose sentence
+    closed first), from where they left, and put each translation first among its
+    sentence's finished hypotheses."""
+    if not left:
+        return
+    device = encoded["mask"].device
+    sentences = torch.tensor([b for b, *_ in left], device=device)
+    memory = {key: encoded[key].index_select(0, sentences) for key in SOURCE_KEYS}
+    states = [state for _, state, *_ in left]
+    for key in states[0]:
+        memory[key] = _cat_state([s[key] for s in states])
+    prev = torch.tensor([token for _, _, token, *_ in left], device=device)
+    scores = torch.stack([score for _, _, _, score, *_ in left])
+    steps = [len(prefix) for *_, prefix, _ in left]
+    found = _greedy_rows(model, memory, prev, scores,
+                         [limits[b] - n for (b, *_), n in zip(left, steps)], with_attention)
+    for (b, _, _, _, prefix, prefix_att), (tokens, score, att) in zip(left, found):
+        words = prefix + tokens
+        attention = None
+        if with_attention:
+            attention = torch.cat([prefix_att[: len(prefix)], att])[:, : src_len[b]].tolist()
+        scored = len(words) + (len(words) < limits[b])
+        finished[b] = [h for h in finished[b] if h.tokens != words]
+        finished[b].insert(0, Hypothesis(words, score / length_penalty(scored, alpha),
+                                         attention))
+
+
+def _cat_state(parts: list):
+    """Join states (tensors, or lists / tuples of them) along the batch dimension."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return type(parts[0])(_cat_state([p[i] for p in parts]) for i in range(len(parts[0])))
 
 
 @torch.no_grad()

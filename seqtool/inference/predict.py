@@ -9,21 +9,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from seqtool.checkpoint import Checkpoint
-from seqtool.decoding.lexicon import Lexicon
+from seqtool.checkpoint import Checkpoint, one_thread
 from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH, classify_probabilities
-from seqtool.decoding.search import Hypothesis, sample_stream
 from seqtool.device import model_device, resolve_device
 from seqtool.errors import SeqtoolError
 from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.nn.registry import build_model
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # imported where used: `seqtool classify` needs neither
+    from seqtool.decoding.lexicon import Lexicon
+    from seqtool.decoding.search import Hypothesis
 
 
 def resolve_path(path: str | Path | None, task: str) -> Path:
@@ -71,8 +73,7 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
     if ckpt.task != task:
         raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
     try:
-        model = build_model(task, ckpt.model_config)
-        model.load_state_dict(ckpt.weights)
+        model = _build_loaded(task, ckpt.model_config, ckpt.weights)
     except SeqtoolError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure here means the file was edited
@@ -80,10 +81,17 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
         raise SeqtoolError(f"damaged checkpoint: weights do not fit its model configuration "
                            f"({detail[:200]})", str(path)) from None
     parts = model.parts if isinstance(model, ClassifierCombination) else [model]
+    made: dict[bytes, Tokenizer] = {}  # parts that share a vocabulary share its tokenizer
+
+    def tokenizer(key: str) -> Tokenizer:
+        data = ckpt.tokenizers[key]
+        if data not in made:
+            made[data] = Tokenizer(data)
+        return made[data]
+
     try:
-        tokenizers = [Tokenizer(ckpt.tokenizers[part_tokenizer_key(i)])
-                      for i in range(len(parts))]
-        tgt = Tokenizer(ckpt.tokenizers["tgt"]) if "tgt" in ckpt.tokenizers else tokenizers[0]
+        tokenizers = [tokenizer(part_tokenizer_key(i)) for i in range(len(parts))]
+        tgt = tokenizer("tgt") if "tgt" in ckpt.tokenizers else tokenizers[0]
     except KeyError as e:
         raise SeqtoolError(f"damaged checkpoint: no tokenizer {e}", str(path)) from None
     except SeqtoolError as e:
@@ -99,6 +107,25 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
         raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
     model.to(resolve_device(device)).eval()
     return Loaded(ckpt, model, tokenizers[0], tgt, path)
+
+
+def _build_loaded(task: str, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
+    """The model with `weights` as its parameters: the loaded tensors themselves, each in the
+    dtype the model declares, take the place of the fresh ones (no copy into them).
+
+    (Building on the meta device would also skip the random initialisation, but its first
+    use imports torch's reference implementations: 829 modules, seconds.)"""
+    with one_thread():  # its random initialisation, overwritten at once: many small passes
+        model = build_model(task, config)
+    declared = model.state_dict(keep_vars=True)
+    fitted = {}
+    for key, value in weights.items():
+        want = declared.get(key)
+        if want is not None and value.is_floating_point() and value.dtype != want.dtype:
+            value = value.to(want.dtype)
+        fitted[key] = value
+    model.load_state_dict(fitted, assign=True)
+    return model
 
 
 def part_tokenizer_key(index: int) -> str:
@@ -154,6 +181,8 @@ def generate_stream(
 
     Samples come in order, each as soon as it and those before it have ended, so a caller
     shows them while the rest are still being drawn."""
+    from seqtool.decoding.search import sample_stream
+
     labels = loaded.checkpoint.labels
     if label not in labels:
         raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(labels)})")
@@ -181,7 +210,7 @@ def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:
     """The words samples may use (`generate --lexicon`): "model" = those stored in the
     checkpoint, the words of its training text (older checkpoints store none: no limit);
     "none" = no limit; else a file of words (a word list or any text)."""
-    from seqtool.decoding.lexicon import resolve_lexicon
+    from seqtool.decoding.lexicon import Lexicon, resolve_lexicon
 
     words = resolve_lexicon(option, loaded.checkpoint.meta.get("lexicon"))  # checked by load
     return Lexicon(words, loaded.tokenizer) if words is not None else None

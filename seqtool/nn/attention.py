@@ -46,7 +46,8 @@ class Attention(nn.Module):
         if one_step:
             query = query.unsqueeze(1)
         if self.kind == "bahdanau":
-            energy = torch.tanh(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))
+            # In place: the sum is the largest tensor of a decoding step, [B, T, S, A].
+            energy = torch.tanh_(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))
             scores = self.energy(energy).squeeze(-1)
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))

@@ -23,6 +23,7 @@ from seqtool.nn.common import CELL_TYPES, RNN_TYPES, fp32_recurrence, length_mas
 from seqtool.text.tokenizer import PAD
 
 State = Any  # list per layer of h [B, H] (GRU) or (h, c) (LSTM)
+SOURCE_KEYS = ("keys", "values", "mask")  # the parts of `Translator.encode`'s memory per source
 
 
 def select_state(state: State, index: torch.Tensor) -> State:
@@ -165,14 +166,30 @@ class Translator(nn.Module):
                 "attentional": values.new_zeros(src.size(0), self.config.hidden_dim),
             }
 
-    def decode_step(self, memory: dict[str, Any], prev_tokens: torch.Tensor):
-        """Advance every sentence by one token; returns log-probs [B, V], new memory, weights."""
+    def decode_step(self, memory: dict[str, Any], prev_tokens: torch.Tensor, group: int = 1):
+        """Advance every sentence by one token; returns log-probs [B, V], new memory, weights.
+
+        With `group` = k, the B rows are k hypotheses per sentence (sentence-major), and the
+        source side of `memory` (SOURCE_KEYS: keys, values, mask) holds one row per sentence
+        (B / k) instead of one per row: beam search then neither copies nor reorders it, and
+        each sentence's k queries attend over its one copy (`Attention` with T = k). Each
+        row gets what a one-row-per-hypothesis memory gives it (tests/test_search_fast.py)."""
         emb = self.decoder.embedding(prev_tokens)
         with fp32_recurrence(emb):
-            attentional, state, weights = self.decoder.step(
-                emb, memory["state"], memory["attentional"], memory["keys"], memory["values"],
-                memory["mask"],
-            )
+            if group == 1:
+                attentional, state, weights = self.decoder.step(
+                    emb, memory["state"], memory["attentional"], memory["keys"],
+                    memory["values"], memory["mask"],
+                )
+            else:
+                x = (torch.cat([emb, memory["attentional"]], dim=-1)
+                     if self.config.input_feeding else emb)
+                hidden, state = self.decoder.recur(x, memory["state"])
+                rows = hidden.size(0)
+                attentional, weights = self.decoder.attend(
+                    hidden.view(rows // group, group, -1), memory["keys"], memory["values"],
+                    memory["mask"])
+                attentional, weights = attentional.reshape(rows, -1), weights.reshape(rows, -1)
         logits = self.decoder.output(attentional)
         memory = {**memory, "state": state, "attentional": attentional}
         return torch.log_softmax(logits.float(), dim=-1), memory, weights
