@@ -129,43 +129,49 @@ def distill(teacher: str | Path | None, train: str | Path, dev: str | Path, out:
             "dev_path": str(dev), "teacher": str(teacher) if teacher else None,
             "unlabelled": [str(p) for p in unlabelled]}
     teacher_path = _teacher_path(teacher)
-    model_opts = {k: opts[k] for k in training_run.model_options("classify")}
-    training_run._sizes_from_init("classify", opts, model_opts, set(options))
-    training_run._refuse_overwriting_data(opts)
-    _refuse_overwriting(opts, teacher_path)
-    loaded = _load_teacher(teacher_path, opts["device"])
-    train_data, dev_data = list(read_labeled(train)), list(read_labeled(dev))
-    labels = _student_labels(loaded.checkpoint.labels, train_data, str(train), teacher_path)
-    texts = [r.text for r in train_data]
-    extra = read_unlabelled(opts["unlabelled"], exclude=texts)
-    augmented = _augmented(texts, extra, opts["augment"], opts["seed"])
-    extra += augmented
-    # The run's fingerprint holds option values; these make it hold the teacher's and the
-    # unlabelled files' contents too (a resumed run refuses other ones).
-    opts["teacher_digest"] = file_digest(str(teacher_path))
-    opts["unlabelled_digests"] = [file_digest(p) for p in opts["unlabelled"]]
-    quiet = bool(opts["quiet"])
-    column = [loaded.checkpoint.labels.index(label) for label in labels]
-
-    def setup(tok, meta):
-        from seqtool.training.distill import setup_distill
-
-        key = {"teacher": opts["teacher_digest"]}
-        soft = teacher_probabilities(loaded, texts + extra, soft_targets_path(out), key, quiet)
-        dev_soft = teacher_probabilities(loaded, [r.text for r in dev_data], quiet=True)
-        meta["distill"] = {"teacher": str(teacher_path), "unlabelled_files": opts["unlabelled"],
-                           "augmented": len(augmented)}
-        return setup_distill(
-            train_data, extra, soft[:, column], labels, dev_data, str(dev), model_opts, tok,
-            opts["seed"], meta, opts["temperature"], opts["alpha"], dev_soft[:, column],
-            opts["subword_sampling"], opts["max_train_length"])
-
     if command is None:
         command = "seqtool.distill(" + ", ".join(
             f"{k}={v!r}" for k, v in {"teacher": opts["teacher"], "train": str(train),
                                       "dev": str(dev), "out": str(out),
                                       "unlabelled": opts["unlabelled"], **options}.items()) + ")"
-    return training_run._run("classify", opts, setup, command)
+
+    def make_setup(opts: dict[str, Any], model_opts: dict[str, Any]):
+        """Run by `training.run.train` once --out is checked: the teacher labels the
+        transfer set (and its digest joins the run's fingerprint), then the recipe."""
+        _refuse_overwriting(opts, teacher_path)
+        loaded = _load_teacher(teacher_path, opts["device"])
+        train_data, dev_data = list(read_labeled(train)), list(read_labeled(dev))
+        labels = _student_labels(loaded.checkpoint.labels, train_data, str(train),
+                                 teacher_path)
+        texts = [r.text for r in train_data]
+        extra = read_unlabelled(opts["unlabelled"], exclude=texts)
+        augmented = _augmented(texts, extra, opts["augment"], opts["seed"])
+        extra += augmented
+        # The run's fingerprint holds option values; these make it hold the teacher's and
+        # the unlabelled files' contents too (a resumed run refuses other ones).
+        opts["teacher_digest"] = file_digest(str(teacher_path))
+        opts["unlabelled_digests"] = [file_digest(p) for p in opts["unlabelled"]]
+        quiet = bool(opts["quiet"])
+        column = [loaded.checkpoint.labels.index(label) for label in labels]
+
+        def setup(tok, meta):
+            from seqtool.training.distill import setup_distill
+
+            key = {"teacher": opts["teacher_digest"]}
+            soft = teacher_probabilities(loaded, texts + extra, soft_targets_path(out), key,
+                                         quiet)
+            dev_soft = teacher_probabilities(loaded, [r.text for r in dev_data], quiet=True)
+            meta["distill"] = {"teacher": str(teacher_path),
+                               "unlabelled_files": opts["unlabelled"],
+                               "augmented": len(augmented)}
+            return setup_distill(
+                train_data, extra, soft[:, column], labels, dev_data, str(dev), model_opts,
+                tok, opts["seed"], meta, opts["temperature"], opts["alpha"],
+                dev_soft[:, column], opts["subword_sampling"], opts["max_train_length"])
+
+        return setup
+
+    return training_run.train("classify", opts, set(options), command, make_setup)
 
 
 def _augmented(texts: list[str], unlabelled: list[str], copies: int, seed: int) -> list[str]:

@@ -68,15 +68,17 @@ def options_for(task: str) -> dict[str, Any]:
     return options
 
 
-def train(task: str, options: Mapping[str, Any], given: Collection[str],
-          command: str) -> dict[str, Any]:
+def train(task: str, options: Mapping[str, Any], given: Collection[str], command: str,
+          make_setup: Callable | None = None) -> dict[str, Any]:
     """Train `task` ("classify", "generate", "translate" or "pretrain") and write the best
-    checkpoint to options["out"]; return the loop's summary (best, steps, seconds)."""
+    checkpoint to options["out"]; return the loop's summary (best, steps, seconds).
+    `make_setup(options, model_options)` builds the recipe when it is not the task's own
+    (distillation: a classifier learning a teacher)."""
     opts = dict(options)
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
-    setup = _SETUPS[task](opts, model_opts)
+    setup = (make_setup or _SETUPS[task])(opts, model_opts)
     return _run(task, opts, setup, command)
 
 
