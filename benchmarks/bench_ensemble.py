@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import subprocess
 import sys
@@ -66,11 +65,9 @@ def combined(probabilities: dict[str, torch.Tensor], grus: dict[str, int],
 
 
 def evaluate(model: Path, split: str) -> float:
-    report = subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", str(model), "-i",
-         str(DATA / f"{split}.tsv"), "--format", "json"],
-        check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return json.loads(report)["accuracy"]
+    import seqtool
+
+    return seqtool.evaluate("classify", DATA / f"{split}.tsv", model, device="cpu")["accuracy"]
 
 
 def main() -> None:

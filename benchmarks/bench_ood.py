@@ -31,10 +31,7 @@ import argparse
 import glob
 import html
 import io
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -83,12 +80,9 @@ def read_sets(cache: Path, which: str = "all") -> dict[str, list[tuple[str, str,
 
 
 def accuracy(model: str, path: Path) -> dict[str, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    report = subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", model, "-i",
-         str(path), "--format", "json"],
-        check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
-    r = json.loads(report)
+    import seqtool
+
+    r = seqtool.evaluate("classify", path, model, device="cpu")
     recalls = [c["recall"] for c in r["per_class"].values()]
     return {"accuracy": r["accuracy"], "balanced": sum(recalls) / len(recalls)}
 

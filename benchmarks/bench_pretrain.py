@@ -52,7 +52,6 @@ The language models (commands as recorded in results/pretrain.md):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -242,11 +241,9 @@ def generator_scores(path: str, split: str, lexicon: str, guidance: str = "1") -
 
 
 def test_accuracy(path: str) -> float:
-    report = subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "classify", "-m", path, "-i",
-         str(DATA / "test.tsv"), "--format", "json"],
-        check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return json.loads(report)["accuracy"]
+    import seqtool
+
+    return seqtool.evaluate("classify", DATA / "test.tsv", path, device="cpu")["accuracy"]
 
 
 def select_finetuning(pool: ThreadPoolExecutor, grid: list[str], start: str,

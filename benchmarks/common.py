@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,12 +59,14 @@ def record(name: str, results: dict[str, Any], markdown: str) -> None:
 
 def evaluate_generator(model: str | Path, data: Path, split: str, guidance: str = "1",
                        lexicon: str = "model", threads: str = "1") -> dict[str, Any]:
-    """`seqtool evaluate generate` on DATA/SPLIT.tsv with the default sampling settings (200
-    samples per class at temperature 0.8), copies counted against DATA/train.tsv."""
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    return json.loads(subprocess.run(
-        [sys.executable, "-m", "seqtool.cli", "evaluate", "generate", "-m", str(model), "-i",
-         str(data / f"{split}.tsv"), "--train", str(data / "train.tsv"), "--samples", "200",
-         "--temperature", "0.8", "--lexicon", lexicon, "--guidance", guidance,
-         "--format", "json"],
-        check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
+    """`seqtool evaluate generate` (through the API) on DATA/SPLIT.tsv with the default
+    sampling settings (200 samples per class at temperature 0.8), copies counted against
+    DATA/train.tsv, on `threads` torch threads."""
+    import torch
+
+    import seqtool
+
+    torch.set_num_threads(int(threads))
+    return seqtool.evaluate("generate", data / f"{split}.tsv", model, device="cpu",
+                            train_path=str(data / "train.tsv"), samples=200, temperature=0.8,
+                            lexicon=lexicon, guidance=float(guidance))

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqtool.config import MAX_INPUT_LENGTH, SamplingConfig, SearchConfig
 from seqtool.errors import SeqtoolError
 from seqtool.results import AttentionMap, Candidate, ClassifyResult, GenerateResult, TranslateResult
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from seqtool.inference.predict import Loaded
 
 TASKS = ("classify", "generate", "translate")
-MAX_INPUT_LENGTH = 512  # pieces per input line; longer inputs are cut (one warning on stderr)
+# Defaults are the configurations' (seqtool.config), declared once for the CLI and the API.
+S, B = SamplingConfig, SearchConfig
 
 
 class LoadedModel:
@@ -48,6 +50,10 @@ class LoadedModel:
         """What is loaded: task, name, file and labels (the server's `GET /models`)."""
         return {"task": self.task, "name": str(self.name) if self.name else "default",
                 "path": self.path, "labels": self.labels}
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """`describe`, and that of every model loaded on its behalf since."""
+        return [self.describe()]
 
 
 class LoadedClassifier(LoadedModel):
@@ -84,6 +90,11 @@ class LoadedClassifier(LoadedModel):
             label=labels[best], probability=round(float(probs[best]), 6), text=text,
             probabilities={lab: round(float(q), 6) for lab, q in zip(labels, probs)})
 
+    @property
+    def embedding_size(self) -> int:
+        """The length of `embed`'s vectors."""
+        return self.loaded.model.encoding_dim
+
     def embed(self, texts: Sequence[str], max_input_length: int = MAX_INPUT_LENGTH
               ) -> np.ndarray:
         """One sentence vector per text: a float32 matrix [texts, encoding size]."""
@@ -105,36 +116,55 @@ class LoadedGenerator(LoadedModel):
 
     def __init__(self, loaded: Loaded, name: str | Path | None, device: str):
         super().__init__(loaded, name, device)
-        self._other_names: dict[str, str | None] = {}
+        self._other_labels: dict[str, list[str]] | None = None  # other shipped generators
         self._others: dict[str, Loaded] = {}
         self._lexicons: dict[tuple[int, str], Any] = {}
 
     def generate(self, label: str, n: int = 1, prompt: str = "", seed: int = 0,
-                 temperature: float = 0.8, top_k: int = 0, top_p: float = 1.0,
-                 max_output_length: int = 60, guidance: float = 1.0,
-                 lexicon: str = "model") -> list[GenerateResult]:
+                 temperature: float = S.temperature, top_k: int = S.top_k,
+                 top_p: float = S.top_p, max_output_length: int = S.max_output_length,
+                 guidance: float = S.guidance, lexicon: str = S.lexicon
+                 ) -> list[GenerateResult]:
         """`n` samples for `label` (continuing `prompt`); the same seed gives the same text.
         The shipped default generator hands a label it does not know (`news`) to the shipped
         generator that knows it."""
-        from seqtool.inference.predict import generate
+        return list(self.generate_stream(label, n, prompt, seed, temperature, top_k, top_p,
+                                         max_output_length, guidance, lexicon))
+
+    def generate_stream(self, label: str, n: int = 1, prompt: str = "", seed: int = 0,
+                        temperature: float = S.temperature, top_k: int = S.top_k,
+                        top_p: float = S.top_p, max_output_length: int = S.max_output_length,
+                        guidance: float = S.guidance, lexicon: str = S.lexicon
+                        ) -> Iterator[GenerateResult]:
+        """`generate`'s samples in order, each as soon as it (and those before it) ended."""
+        from seqtool.inference.predict import generate_stream
 
         loaded = self._for_label(label)
-        samples = generate(loaded, label, n, prompt, max_output_length, temperature, top_k,
-                           top_p, seed, guidance=guidance, lexicon=self._lexicon(loaded, lexicon))
-        return [GenerateResult(**s) for s in samples]
+        for record in generate_stream(loaded, label, n, prompt, max_output_length, temperature,
+                                      top_k, top_p, seed, guidance=guidance,
+                                      lexicon=self._lexicon(loaded, lexicon)):
+            yield GenerateResult(**record)
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        return [self.describe()] + [
+            {"task": self.task, "name": name, "path": str(loaded.path),
+             "labels": list(loaded.checkpoint.labels)} for name, loaded in self._others.items()]
 
     def _for_label(self, label: str) -> Loaded:
         """This model, or for a label only another shipped generator knows (when this one
         is the shipped default), that one, loaded once and kept beside this one."""
         if self.name is not None or label in self.loaded.checkpoint.labels:
             return self.loaded
-        from seqtool.inference.predict import load, shipped_generator_for
+        from seqtool.inference.predict import load, other_shipped_generators
 
-        if label not in self._other_names:
-            self._other_names[label] = shipped_generator_for(label)
-        other = self._other_names[label]
+        if self._other_labels is None:
+            self._other_labels = other_shipped_generators()
+        other = next((name for name, labels in self._other_labels.items() if label in labels),
+                     None)
         if other is None:
-            return self.loaded  # generate() names the labels this model knows
+            known = [*self.loaded.checkpoint.labels,
+                     *(x for labels in self._other_labels.values() for x in labels)]
+            raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(known)})")
         if other not in self._others:
             self._others[other] = load(other, "generate", self.device)
         return self._others[other]
@@ -158,14 +188,16 @@ class LoadedTranslator(LoadedModel):
         super().__init__(loaded, name, device)
         self._engines: dict[str, Any] = {}
 
-    def translate(self, texts: Sequence[str], beam: int = 5, length_penalty: float = 1.0,
-                  n_best: int = 1, max_length_ratio: float = 2.0,
-                  max_input_length: int = MAX_INPUT_LENGTH, batch_size: int = 64,
-                  precision: str = "fp32", attention: bool = False) -> list[TranslateResult]:
+    def translate(self, texts: Sequence[str], beam: int = B.beam,
+                  length_penalty: float = B.length_penalty, n_best: int = B.n_best,
+                  max_length_ratio: float = B.max_length_ratio,
+                  max_input_length: int = MAX_INPUT_LENGTH, batch_size: int = B.batch_size,
+                  precision: str = B.precision, attention: bool = False
+                  ) -> list[TranslateResult]:
         """The best translation and the `n_best` best hypotheses (at most `beam`) per text;
         with `attention`, also the best hypothesis's attention weights."""
         if n_best > beam:
-            raise SeqtoolError("--n-best cannot exceed --beam")
+            raise ValueError(f"n_best ({n_best}) cannot exceed beam ({beam})")
         engine = self._engine(precision)
         results = engine.translate(list(texts), beam, length_penalty, n_best, max_length_ratio,
                                    batch_size, attention, max_input_length)
@@ -216,23 +248,73 @@ def evaluate(task: str, data: str | Path, model: str | Path | None = None,
     classify: max_input_length; generate: judge, train_path, samples, temperature, top_p,
     guidance, lexicon, seed, wordlist; translate: ref, beam, length_penalty, batch_size,
     max_input_length, out, precision."""
+    from seqtool.config import GenerationReportConfig
     from seqtool.inference import evaluation
 
     model = str(model) if model else None
+    given = dict(options)
+
+    def take(defaults: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise SeqtoolError(f"evaluate {task}: unknown option(s) {', '.join(unknown)}")
+        return {**defaults, **given}
+
     if task == "classify":
-        return evaluation.evaluate_classifier(
-            model, str(data), device, options.get("max_input_length", MAX_INPUT_LENGTH))
+        o = take({"max_input_length": MAX_INPUT_LENGTH})
+        return evaluation.evaluate_classifier(model, str(data), device, o["max_input_length"])
     if task == "generate":
+        o = take({"judge": None, "train_path": None, "seed": 0, "wordlist": None,
+                  "samples": GenerationReportConfig.samples,
+                  **{k: getattr(S, k) for k in ("temperature", "top_p", "guidance", "lexicon")}})
         return evaluation.evaluate_generator(
-            model, str(data), options.get("judge"), options.get("train_path"),
-            options.get("samples", 200), options.get("temperature", 0.8),
-            options.get("seed", 0), options.get("guidance", 1.0), device,
-            options.get("wordlist"), top_p=options.get("top_p", 1.0),
-            lexicon=options.get("lexicon", "model"))
+            model, str(data), o["judge"], o["train_path"], o["samples"], o["temperature"],
+            o["seed"], o["guidance"], device, o["wordlist"], top_p=o["top_p"],
+            lexicon=o["lexicon"])
     if task == "translate":
+        o = take({"ref": None, "out": None, "max_input_length": MAX_INPUT_LENGTH,
+                  **{k: getattr(B, k) for k in ("beam", "length_penalty", "batch_size",
+                                                  "precision")}})
+        if not o["ref"]:
+            raise SeqtoolError("evaluate translate: give the references, ref=FILE")
         return evaluation.evaluate_translator(
-            model, str(data), str(options["ref"]), options.get("beam", 5),
-            options.get("length_penalty", 1.0), options.get("batch_size", 64),
-            options.get("out"), options.get("precision", "fp32"), device,
-            options.get("max_input_length", MAX_INPUT_LENGTH))
+            model, str(data), str(o["ref"]), o["beam"], o["length_penalty"], o["batch_size"],
+            o["out"], o["precision"], device, o["max_input_length"])
     raise SeqtoolError(f"unknown task {task!r}: {', '.join(TASKS)}")
+
+
+# Keywords of `train` named as the command line's flags (--train), not its parameters.
+TRAIN_KEYWORDS = {"train": "train_path", "dev": "dev_path", "tokenizer": "tokenizer_path"}
+
+
+def train(task: str, **options: Any) -> dict[str, Any]:
+    """Train a model as `seqtool train TASK` does (`seqtool pretrain` for task="pretrain"),
+    with its options as keywords, dashes as underscores: train="train.tsv", dev="dev.tsv",
+    out="model.pt", epochs=3, embed_dim=64, ... Options left out take the command's defaults.
+    Returns the run's summary: the best dev score ("best"), "steps" and "seconds"."""
+    from seqtool.training.run import options_for
+
+    defaults = options_for(task)
+    given = {TRAIN_KEYWORDS.get(k, k): v for k, v in options.items()}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        known = sorted({k: None for k in defaults} | {v: None for v in TRAIN_KEYWORDS.values()})
+        flags = {v: k for k, v in TRAIN_KEYWORDS.items()}
+        raise SeqtoolError(f"train {task}: unknown option(s) {', '.join(unknown)} (known: "
+                           f"{', '.join(sorted(flags.get(k, k) for k in known))})")
+    for required in ("out",) + (() if task == "translate" else ("train_path", "dev_path")):
+        if not given.get(required):
+            raise SeqtoolError(f"train {task}: give {required.removesuffix('_path')}=FILE")
+    if task == "pretrain" and isinstance(given["train_path"], (str, Path)):
+        given["train_path"] = (given["train_path"],)
+    call = ", ".join([repr(task), *(f"{k}={v!r}" for k, v in options.items())])
+    return run_training(task, {**defaults, **given}, set(given), f"seqtool.train({call})")
+
+
+def run_training(task: str, options: dict[str, Any], given: set[str],
+                 command: str) -> dict[str, Any]:
+    """What `train` and the command line run: every option given (by parameter name),
+    `given` naming those the caller set, `command` the line to record in the checkpoint."""
+    from seqtool.training.run import train as run
+
+    return run(task, options, given, command)

@@ -180,3 +180,86 @@ class TrainConfig:
     gradual_unfreezing: bool = option(
         False, "With --init or --embeddings: the new layers learn alone in the first epoch, "
         "then one pretrained layer joins each epoch from the top (ULMFiT).")
+
+
+# ----------------------------------------------------------------------------- using models
+
+MAX_INPUT_LENGTH = 512  # pieces of an input line at prediction time; longer inputs are cut
+
+
+@dataclass
+class SamplingConfig:
+    """How `generate` (and `evaluate generate`, the API and the server) draws samples."""
+
+    temperature: float = option(0.8, "Sampling temperature; 0 = greedy.", min=0, short="-t")
+    top_k: int = option(0, "Sample among the k most likely pieces; 0 = no limit.", min=0)
+    top_p: float = option(1.0, "Nucleus sampling mass.", min=0, max=1, min_open=True)
+    max_output_length: int = option(60, "Longest output in pieces (the prompt not counted).",
+                                    min=1)
+    guidance: float = option(
+        1.0, "Strengthen the class: contrast with the other classes (0 = off).", min=0,
+        short="-g")
+    lexicon: str = option(
+        "model", "Words samples may use: model = the words of the model's training text, "
+        "stored in it (no limit for a model that stores none); none = any spelling of pieces; "
+        "FILE = the words of a word list or text.", metavar="model|none|FILE")
+
+
+@dataclass
+class SearchConfig:
+    """How `translate` (and `evaluate translate`, the API and the server) searches."""
+
+    beam: int = option(5, "Beam size; 1 = greedy.", min=1, short="-b")
+    length_penalty: float = option(1.0, "alpha of ((5+len)/6)^alpha; 0 = none.", min=0)
+    n_best: int = option(1, "Hypotheses per sentence (jsonl/json), at most --beam.", min=1)
+    max_length_ratio: float = option(2.0, "Stop a translation at ratio * source pieces + 5.",
+                                     min=0, min_open=True)
+    batch_size: int = option(64, "Sentences decoded together.", min=1)
+    precision: str = option("fp32", "bf16 runs the matrix products in bfloat16 (faster).",
+                            choices=("fp32", "bf16"))
+
+
+# ----------------------------------------------------------------------------- training data
+
+
+@dataclass
+class TokenizerConfig:
+    """The sentencepiece model a training run learns (unless it reuses one)."""
+
+    vocab_size: int = option(8000, "Sentencepiece vocabulary size.", min=5)
+    tokenizer_type: str = option("unigram", "Sentencepiece algorithm.",
+                                 choices=("unigram", "bpe"))
+    character_coverage: float = option(1.0, "Share of characters the vocabulary must cover.",
+                                       min=0, max=1, min_open=True)
+    lowercase: bool = option(False, "Case-fold text in the tokenizer.")
+
+
+# Longest training example in pieces (--max-train-length), by task: S1 cuts, the others drop.
+MAX_TRAIN_LENGTH = {"classify": 256, "generate": 256, "translate": 128, "pretrain": 128}
+
+
+@dataclass
+class DataConfig:
+    """How training text becomes examples, besides its length (MAX_TRAIN_LENGTH)."""
+
+    subword_sampling: float = option(
+        0.0, "Sample segmentations with this alpha while training (0 = off).")  # classify
+    joint_vocab: bool = option(True, "One sentencepiece model for both languages, or one each.",
+                               off="separate-vocab")  # translate
+
+
+@dataclass
+class GenerationReportConfig:
+    """`evaluate generate`: how many samples judge the generator."""
+
+    samples: int = option(200, "Samples per class.", min=1)
+
+
+@dataclass
+class ServerLimits:
+    """What one request to `seqtool serve` may ask, at most."""
+
+    max_texts: int = option(256, "Texts per request at most.", min=1)
+    max_chars: int = option(10_000, "Characters per text (and per prompt) at most.", min=1)
+    max_body: int = option(1_000_000, "Bytes per request body at most.", min=1)
+    max_samples: int = option(100, "Samples (n) per /generate request at most.", min=1)

@@ -12,12 +12,18 @@ from seqtool.errors import SeqtoolError
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto" (cuda when available), "cpu" or "cuda". Under torchrun each process takes the
+    GPU of its LOCAL_RANK (one process per GPU, as torchrun's --nproc_per_node counts)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise SeqtoolError("--device cuda: no CUDA device is available")
     if name not in ("cpu", "cuda"):
         raise SeqtoolError(f"unknown device {name!r}: auto, cpu or cuda")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        index = int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count()
+        torch.cuda.set_device(index)  # NCCL's collectives use the current device
+        return torch.device("cuda", index)
     return torch.device(name)
 
 

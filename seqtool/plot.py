@@ -7,21 +7,17 @@ from pathlib import Path
 from seqtool.errors import SeqtoolError
 
 
-def _matrix(result) -> tuple[list[list[float]], list[str], list[str]]:
-    best = result.hypotheses[0]
-    if best.attention is None:
-        raise SeqtoolError("no attention was recorded for this translation")
-    targets = result.target_pieces
-    return [row[: len(result.source_pieces)] for row in best.attention[: len(targets)]], \
-        result.source_pieces, targets
+def _matrix(attention) -> tuple[list[list[float]], list[str], list[str]]:
+    """An `AttentionMap`'s weights, source pieces and target pieces."""
+    return attention.weights, attention.source_pieces, attention.target_pieces
 
 
-def attention_table(result) -> None:
+def attention_table(attention) -> None:
     """Print source pieces against target pieces, shading each weight, to stderr."""
     from rich.console import Console
     from rich.table import Table
 
-    matrix, sources, targets = _matrix(result)
+    matrix, sources, targets = _matrix(attention)
     table = Table(show_lines=False, title="attention (rows: target, columns: source)")
     table.add_column("")
     for s in sources:
@@ -35,7 +31,7 @@ def attention_table(result) -> None:
     Console(stderr=True).print(table)
 
 
-def save_attention_png(result, path: str | Path) -> None:
+def save_attention_png(attention, path: str | Path) -> None:
     try:
         import matplotlib
 
@@ -44,7 +40,7 @@ def save_attention_png(result, path: str | Path) -> None:
     except ImportError:
         raise SeqtoolError("--attention PNG needs matplotlib: pip install 'seqtool[plot]'") \
             from None
-    matrix, sources, targets = _matrix(result)
+    matrix, sources, targets = _matrix(attention)
     fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(sources) + 2),
                                     max(3, 0.4 * len(targets) + 1.5)))
     ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1, aspect="auto")

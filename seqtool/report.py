@@ -57,15 +57,21 @@ def json_line(record: Any) -> str:
 
 
 class RecordWriter:
-    """Writes result records (dicts) to stdout in a --format, flushing each batch at once.
+    """Writes result records (dicts) in a --format to stdout, or to `sink` (a binary file),
+    each batch at once.
 
     `json` streams one array, an element per line, so even it never waits for the end of the
     input; `text` and `tsv` use the command's own line functions."""
 
     def __init__(self, fmt: str, text: Callable[[dict], str] | None = None,
-                 tsv: Callable[[dict], str] | None = None):
-        self.fmt, self.count = fmt, 0
+                 tsv: Callable[[dict], str] | None = None, sink: Any = None):
+        self.fmt, self.count, self.sink = fmt, 0, sink
         self.line = {"text": text, "tsv": tsv}.get(fmt)
+
+    def to(self, sink: Any) -> RecordWriter:
+        """The same writer, writing to `sink` from the start."""
+        return RecordWriter(self.fmt, sink=sink, **{k: self.line for k in (self.fmt,)
+                                                     if k in ("text", "tsv")})
 
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.fmt in ("jsonl", "json"):
@@ -76,14 +82,20 @@ class RecordWriter:
             lines = [self.line(r) for r in records]
         self.count += len(records)
         if lines:
-            write_stdout("\n".join(lines) + "\n")
+            self._put("\n".join(lines) + "\n")
+
+    def _put(self, text: str) -> None:
+        if self.sink is None:
+            write_stdout(text)
+        else:
+            self.sink.write(text.encode("utf-8"))
 
     def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, kind, *_: Any) -> None:
         if self.fmt == "json" and kind is None:  # a failed run leaves no valid-looking array
-            write_stdout("]\n" if self.count else "[]\n")
+            self._put("]\n" if self.count else "[]\n")
 
 
 def print_report(report: dict[str, Any], fmt: str, as_text: Callable[[dict], None]) -> None:

@@ -35,7 +35,8 @@ def test_classify_answers_as_the_cli(toy_classifier):
     cli = run_cli("classify", "-m", toy_classifier, "--format", "jsonl", *texts).output
     assert [json.loads(line) for line in cli.splitlines()] == [r.to_record() for r in results]
     assert [r.text for r in results] == texts
-    assert all(abs(sum(r.probabilities.values()) - 1) < 1e-4 for r in results)
+    assert all(abs(sum(r.probabilities.values()) - 1) < 1e-4 for r in results[:2])
+    assert results[2].label is None and results[2].probabilities == {}  # an empty line
 
 
 def test_embed_answers_as_the_cli(toy_classifier):
@@ -87,7 +88,7 @@ def test_translate_attention_rows_are_distributions_over_the_source(toy_translat
 
 
 def test_n_best_beyond_beam_is_refused(toy_translator):
-    with pytest.raises(seqtool.SeqtoolError, match="n-best"):
+    with pytest.raises(ValueError, match="n_best"):
         seqtool.load("translate", toy_translator).translate(["a"], beam=2, n_best=3)
 
 
@@ -105,3 +106,51 @@ def test_evaluate_reports_as_the_cli(toy_classifier):
                              "--format", "json").output)
     for key in ("accuracy", "macro_f1", "confusion", "labels", "examples"):
         assert report[key] == cli[key]
+
+
+@pytest.mark.parametrize("path", [("train", "classify"), ("train", "generate"),
+                                  ("train", "translate"), ("pretrain",)])
+def test_train_takes_every_option_of_the_command_with_its_default(path):
+    """seqtool.train and `seqtool train TASK` have one set of options and one set of
+    defaults: the API's come from the configurations, the CLI's were generated from them."""
+    import click
+
+    from seqtool.cli import cli
+    from seqtool.training.run import options_for
+
+    ctx, command = click.Context(cli), cli
+    for name in path:
+        command = command.get_command(ctx, name)
+    params = {p.name: (None if p.default is None or "UNSET" in repr(p.default) else p.default)
+              for p in command.params if p.expose_value}
+    ours = options_for(path[-1])
+    assert set(params) == set(ours)
+    for name, default in params.items():
+        assert default == ours[name] or (default is None and ours[name] in (None, False, ())), \
+            name
+
+
+def test_train_refuses_unknown_options_and_missing_files(tmp_path):
+    with pytest.raises(seqtool.SeqtoolError, match="unknown option.*epoch"):
+        seqtool.train("classify", train="a", dev="b", out=str(tmp_path / "m.pt"), epoch=3)
+    with pytest.raises(seqtool.SeqtoolError, match="give dev=FILE"):
+        seqtool.train("classify", train="a", out=str(tmp_path / "m.pt"))
+
+
+def test_train_runs_what_the_cli_runs(tmp_path):
+    """The same options through the API and the CLI train the same weights."""
+    from seqtool.checkpoint import Checkpoint
+    from tests.conftest import TINY_CLASSIFY
+
+    data = TOY / "sentiment.tsv"
+    run_cli("train", "classify", "--train", data, "--dev", data, "--out", tmp_path / "cli.pt",
+            *TINY_CLASSIFY, "--epochs", "5", "--embed-dim", "8")
+    summary = seqtool.train("classify", train=str(data), dev=str(data),
+                            out=str(tmp_path / "api.pt"), epochs=5, vocab_size=60, embed_dim=8,
+                            hidden_dim=16, max_tokens=64, lr=0.01, warmup_steps=0,
+                            schedule="constant", patience=1000, quiet=True)
+    assert summary["steps"] > 0
+    a, b = Checkpoint.load(tmp_path / "cli.pt"), Checkpoint.load(tmp_path / "api.pt")
+    assert a.model_config == b.model_config
+    assert all(a.weights[k].equal(b.weights[k]) for k in a.weights)
+    assert b.meta["command"].startswith("seqtool.train('classify'")

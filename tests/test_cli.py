@@ -111,8 +111,10 @@ def test_tokenizer_train_and_tokenize_roundtrip(tmp_path):
     assert "▁" in pieces
     assert run_cli("tokenize", "-m", model, "--decode", input=pieces + "\n").output.strip() \
         == "I love my cat."
-    ids = run_cli("tokenize", "-m", model, "--ids", "I love my cat.").output.split()
-    assert all(i.isdigit() for i in ids)
+    ids = run_cli("tokenize", "-m", model, "--ids", "I love my cat.").output.strip()
+    assert len(ids.split()) == len(pieces.split()) and all(i.isdigit() for i in ids.split())
+    assert run_cli("tokenize", "-m", model, "--decode", "--ids", input=ids + "\n").output \
+        .strip() == "I love my cat."
 
 
 def test_a_lowercase_tokenizer_folds_case_of_every_text_it_reads(tmp_path):
@@ -180,7 +182,8 @@ def all_commands(group=None, path=()):
 def test_all_commands_are_reached():
     paths = {path for path, _ in all_commands()}
     assert paths == {("classify",), ("embed",), ("ensemble",), ("generate",), ("info",),
-                     ("pretrain",), ("tokenize",), ("translate",), ("tokenizer", "train"),
+                     ("pretrain",), ("serve",), ("tokenize",), ("translate",),
+                     ("tokenizer", "train"),
                      ("train", "classify"), ("train", "generate"), ("train", "translate"),
                      ("evaluate", "classify"), ("evaluate", "generate"),
                      ("evaluate", "translate")}

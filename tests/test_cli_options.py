@@ -126,8 +126,9 @@ def test_field_option_reads_the_field_metadata():
 # one default; the help is given where they are used).
 CONTEXTUAL_HELP = {"TrainConfig.seed", "TrainConfig.device", "TrainConfig.precision",
                    "TrainConfig.half_checkpoint", "options.out", "options.input[texts]",
-                   "options.temperature", "options.top_p", "options.guidance",
-                   "options.vocab_size", "options.character_coverage", "options.lowercase"}
+                   "SamplingConfig.temperature", "SamplingConfig.top_p",
+                   "SamplingConfig.guidance", "TokenizerConfig.vocab_size",
+                   "TokenizerConfig.character_coverage", "TokenizerConfig.lowercase"}
 
 
 def declaration(origin: str) -> str:

@@ -100,3 +100,21 @@ def test_classify_and_generate_keep_every_tensor_on_the_device(device):
                            guidance=1.0, top_p=0.9)
     assert probs.shape == (5, 2) and vectors.shape[0] == 5
     assert bool((nll > 0).all()) and len(samples) == 3
+
+
+@pytest.mark.parametrize("local_rank, expected", [("0", 0), ("1", 1), ("3", 1)])
+def test_each_torchrun_process_takes_its_local_gpu(monkeypatch, local_rank, expected):
+    """Under torchrun, cuda (and auto on a GPU machine) means the GPU of LOCAL_RANK."""
+    from seqtool.device import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    for name in ("cuda", "auto"):
+        assert resolve_device(name) == torch.device("cuda", expected)
+    assert chosen == [expected, expected]
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")

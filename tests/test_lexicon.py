@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from conftest import TOY, run_cli, run_seqtool, small_generator
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.decoding.lexicon import Lexicon, words_of
+from seqtool.decoding.search import sample
 from seqtool.inference.predict import Loaded, generate, lexicon_for
 from seqtool.metrics import non_word_rates
 from seqtool.text.data import read_labeled
@@ -105,11 +107,32 @@ def test_lexicon_comes_from_the_checkpoint_none_or_a_file(tokenizer, tmp_path):
 
 def test_a_row_with_no_allowed_piece_samples_freely(tokenizer):
     """A lexicon whose words the vocabulary cannot spell leaves no piece allowed inside a
-    word; the row then samples from the model rather than from nothing (no NaN, no crash)."""
+    word; the row then samples from the model rather than from nothing (no NaN, no crash).
+
+    The prompt ends inside a word ("ca"), so the first step has no allowed piece (without
+    a prompt every row starts at a word boundary, where <end> and spaces are always allowed,
+    and the fallback would never run): that step must draw what free sampling draws."""
     lex = Lexicon({"qqqq"}, tokenizer)
+    prompt = tokenizer.encode("my ca")
+    tail = lex.tail_of("".join(lex.texts[i] for i in prompt))
+    assert tail == "ca" and not lex.allowed(tail).any()  # the case under test is reached
+    model = random_loaded(tokenizer, 1).model
+    labels = torch.tensor([0, 1] * 10)
+    with torch.no_grad():
+        free, held = (sample(model, labels, prompt, 4, temperature=1.0, lexicon=lexicon,
+                             generator=torch.Generator().manual_seed(0))
+                      for lexicon in (None, lex))
+    assert len({tuple(h.tokens[:1]) for h in free}) > 3  # free draws vary
+    assert [h.tokens[:1] for h in held] == [h.tokens[:1] for h in free]
+    for h in held:
+        assert math.isfinite(h.score)
+        tail = lex.advance("ca", h.tokens[0]) if h.tokens else ""
+        for piece in h.tokens[1:]:  # back at a word boundary, the lexicon holds again
+            assert lex.allowed(tail)[piece], h.tokens
+            tail = lex.advance(tail, piece)
     loaded = random_loaded(tokenizer, 1)
-    out = generate(loaded, "negative", 5, seed=0, max_tokens=10, lexicon=lex)
-    assert len(out) == 5
+    out = generate(loaded, "negative", 5, seed=0, max_tokens=10, lexicon=lex, prompt="my ca")
+    assert len(out) == 5 and all(r["text"].startswith("my ca") for r in out)
 
 
 def test_trained_generators_store_their_training_words(toy_generator):

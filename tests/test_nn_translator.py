@@ -59,6 +59,10 @@ def test_select_state_reorders_every_tensor_of_a_state():
     h, c = torch.arange(6.0).view(3, 2), torch.arange(6.0, 12.0).view(3, 2)
     index = torch.tensor([2, 2, 0])
     assert torch.equal(select_state(h, index), h[index])
-    picked = select_state([(h, c), (c, h)], index)
-    assert isinstance(picked, list) and isinstance(picked[0], tuple)
-    assert torch.equal(picked[0][1], c[index]) and torch.equal(picked[1][1], h[index])
+    state = [(h, c), (c, h)]  # an LSTM's (h, c) per layer
+    picked = select_state(state, index)
+    assert isinstance(picked, list) and len(picked) == 2
+    for got, layer in zip(picked, state, strict=True):
+        assert isinstance(got, tuple) and len(got) == 2
+        for tensor, original in zip(got, layer, strict=True):  # h and c alike
+            assert torch.equal(tensor, original[index])

@@ -160,7 +160,7 @@ def test_megabyte_lines_are_cut_with_one_warning_and_little_memory(toy_classifie
     assert p.returncode == 0, p.stderr
     assert [r.split("\t")[0] for r in out[:3]] == ["positive", "negative", "positive"]
     assert p.stderr.decode().count("Warning:") == 1
-    assert "--max-length" in p.stderr.decode()
+    assert "--max-input-length" in p.stderr.decode()
     assert int(out[3].split()[1]) < 1_500_000  # kB: torch itself takes a few hundred MB
 
 

@@ -27,7 +27,8 @@ HOST = "127.0.0.1"
 def server(toy_classifier, toy_generator, toy_translator):
     models = load_models({"classify": str(toy_classifier), "generate": str(toy_generator),
                           "translate": str(toy_translator)}, "cpu")
-    srv = build_server(models, HOST, 0, Limits(body=20_000, texts=8, chars=300, samples=50))
+    limits = Limits(max_texts=8, max_chars=300, max_body=20_000, max_samples=50)
+    srv = build_server(models, HOST, 0, limits)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv.server_address[1]
@@ -181,9 +182,9 @@ def test_the_shipped_default_generator_hands_on_labels_it_does_not_know():
     try:
         port = srv.server_address[1]
         for label in ("positive", "news", "negative"):  # and back to the first generator
-            body = {"label": label, "n": 2, "seed": 1, "max_length": 12}
+            body = {"label": label, "n": 2, "seed": 1, "max_output_length": 12}
             assert post(port, "/generate", body) == cli_records(
-                "generate", "--label", label, "-n", "2", "--seed", "1", "--max-length", "12")
+                "generate", "--label", label, "-n", "2", "--seed", "1", "--max-output-length", "12")
         status, answer = request(port, "GET", "/models")
         assert [m["name"] for m in answer["models"]] == ["default", "brown-genre"]
         status, answer = request(port, "POST", "/generate", {"label": "sideways"})

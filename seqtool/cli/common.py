@@ -4,7 +4,7 @@ the writing of results. Light: no torch."""
 from __future__ import annotations
 
 import importlib
-import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import click
@@ -72,7 +72,49 @@ class LazyGroup(SeqtoolGroup):
 
 
 def emit(lines: list[str]) -> None:
-    """Write result lines and flush, so a pipeline sees each chunk as soon as it is ready."""
+    """Write result lines at once, so a pipeline sees each chunk as soon as it is ready (and a
+    short write fails: see `report.write_stdout`)."""
     if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
-        sys.stdout.flush()
+        from seqtool.report import write_stdout
+
+        write_stdout("\n".join(lines) + "\n")
+
+
+def launched_processes() -> int:
+    """How many processes answer together: WORLD_SIZE under torchrun, else 1."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def write_answers(chunks: Iterable[Sequence[str]], answer: Callable[[Sequence[str]], list[Any]],
+                  writer: Any, out: str | None, input_path: str | None) -> None:
+    """Records of every chunk of input, in order: streamed to stdout as each chunk is
+    answered, or (with --out) written to OUT whole or not at all, every process of a torchrun
+    launch answering its share (`inference.sharded`)."""
+    if out is None:
+        if launched_processes() > 1:
+            raise SeqtoolError("under torchrun, give --out FILE (and -i FILE): each process "
+                               "answers its share of the input into it")
+        with writer:
+            for chunk in chunks:
+                writer.write(answer(chunk))
+        return
+    if launched_processes() > 1 and input_path in (None, "-"):
+        raise SeqtoolError("under torchrun, give the input as -i FILE: every process reads it")
+    from seqtool.checkpoint import refuse_overwriting_input
+    from seqtool.inference.sharded import answer_to_file
+
+    refuse_overwriting_input(out, [input_path])
+
+    def write(records: Iterator[Any], path: Any) -> None:
+        with open(path, "wb") as sink, writer.to(sink) as file_writer:
+            batch: list[Any] = []
+            for record in records:
+                batch.append(record)
+                if len(batch) == 512:
+                    file_writer.write(batch)
+                    batch = []
+            file_writer.write(batch)
+
+    answer_to_file(chunks, answer, out, write)

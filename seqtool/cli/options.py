@@ -18,7 +18,14 @@ from typing import Any
 
 import click
 
-from seqtool.config import TrainConfig
+from seqtool.config import (
+    MAX_INPUT_LENGTH,
+    MAX_TRAIN_LENGTH,
+    SamplingConfig,
+    SearchConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
 
 LINE_FORMATS = ["text", "tsv", "jsonl", "json"]  # one result per input line
 REPORT_FORMATS = ["text", "json", "jsonl"]  # one report (tables, or one JSON document)
@@ -96,9 +103,37 @@ def old_names(command: click.Command) -> dict[str, str]:
 # ----------------------------------------------------------------------------- from config fields
 
 
-def field_option(config: type, name: str, **override: Any):
+def refuse_non_finite(kind: type) -> type:
+    """A click float type that refuses NaN and infinity (a usage error, exit 2): such a value
+    passes every range check and then fails deep inside, or prints invalid JSON."""
+
+    class Finite(kind):
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            import math
+
+            number = super().convert(value, param, ctx)
+            if not math.isfinite(number):
+                self.fail(f"{value!r} is not a finite number.", param, ctx)
+            return number
+
+    Finite.__name__ = f"Finite{kind.__name__}"
+    return Finite
+
+
+FiniteFloat = refuse_non_finite(click.types.FloatParamType)
+FiniteFloatRange = refuse_non_finite(click.FloatRange)
+
+
+def default_of(config: type, name: str) -> Any:
+    """The default of a config field: the one place it is declared."""
+    return {f.name: f for f in fields(config)}[name].default
+
+
+def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: bool = True,
+                 **override: Any):
     """The option of a config dataclass field: `--embed-dim` from `embed_dim`, its default the
-    field's, its help and type from the field's metadata (see `seqtool.config`)."""
+    field's, its help and type from the field's metadata (see `seqtool.config`). `old`: hidden
+    old spellings; `short=False` leaves out the field's short spelling."""
     spec = {f.name: f for f in fields(config)}[name]
     meta = dict(spec.metadata)
     if "help" not in meta:
@@ -106,16 +141,17 @@ def field_option(config: type, name: str, **override: Any):
     default = spec.default
     assert default is not MISSING, (config.__name__, name)
     flag = "--" + name.replace("_", "-")
-    names: list[str] = [f"{flag}/--{meta['off']}" if "off" in meta else flag]
-    if "short" in meta:
+    names: list[str] = [f"{flag}/--{meta['off']}" if "off" in meta else flag, *old]
+    if "short" in meta and short:
         names.append(meta["short"])
     kwargs: dict[str, Any] = {"default": default, "help": meta["help"]}
     ranged = {k: meta[k] for k in ("min", "max", "min_open", "max_open") if k in meta}
     if "choices" in meta:
         kwargs["type"] = click.Choice(list(meta["choices"]))
+    elif isinstance(default, float):
+        kwargs["type"] = FiniteFloatRange(**ranged) if ranged else FiniteFloat()
     elif ranged:
-        kind = click.IntRange if isinstance(default, int) else click.FloatRange
-        kwargs["type"] = kind(**ranged)
+        kwargs["type"] = click.IntRange(**ranged)
     if isinstance(default, bool) and "off" not in meta:
         kwargs["is_flag"] = True
     else:
@@ -123,7 +159,7 @@ def field_option(config: type, name: str, **override: Any):
     if "metavar" in meta:
         kwargs["metavar"] = meta["metavar"]
     kwargs.update(override)
-    return option(*names, name, origin=f"{config.__name__}.{name}", **kwargs)
+    return option(*names, name, old=old, origin=f"{config.__name__}.{name}", **kwargs)
 
 
 def model_fields(config: type) -> list[str]:
@@ -229,12 +265,7 @@ def errors_option(f):
 
 
 def lexicon_option(f):
-    return option(
-        "--lexicon", default="model", show_default=True, metavar="model|none|FILE",
-        origin="options.lexicon",
-        help="Words samples may use: model = the words of the model's training text, stored "
-             "in it (no limit for a model that stores none); none = any spelling of pieces; "
-             "FILE = the words of a word list or text.")(f)
+    return field_option(SamplingConfig, "lexicon")(f)
 
 
 def device_option(f):
@@ -254,36 +285,32 @@ def seed_option(help: str):
 
 
 def max_input_length_option(f):
-    from_predict = 512  # = decoding.scoring.DEFAULT_MAX_LENGTH (not imported: --help stays light)
     return option(
         "--max-input-length", "--max-length", "max_input_length", old=("--max-length",),
-        default=from_predict, show_default=True, type=click.IntRange(min=0),
+        default=MAX_INPUT_LENGTH, show_default=True, type=click.IntRange(min=0),
         origin="options.max_input_length",
         help="Cut each input to this many sentencepiece pieces (one warning on stderr when "
              "it happens); keeps a 1 MB line fast and small. 0 = no limit.")(f)
 
 
-MAX_TRAIN_LENGTH = {  # task: (default, help)
-    "classify": (256, "Cut training texts to this many pieces (warns once)."),
-    "generate": (256, "Drop training sentences longer than this many pieces (warns once)."),
-    "translate": (128, "Drop training pairs longer than this many pieces (warns once)."),
-    "pretrain": (128, "Drop training lines longer than this many pieces (warns once)."),
+TRAIN_LENGTH_HELP = {
+    "classify": "Cut training texts to this many pieces (warns once).",
+    "generate": "Drop training sentences longer than this many pieces (warns once).",
+    "translate": "Drop training pairs longer than this many pieces (warns once).",
+    "pretrain": "Drop training lines longer than this many pieces (warns once).",
 }
 
 
 def max_train_length_option(task: str):
-    default, help = MAX_TRAIN_LENGTH[task]
     return option("--max-train-length", "--max-length", "max_train_length",
-                  old=("--max-length",), default=default, show_default=True,
+                  old=("--max-length",), default=MAX_TRAIN_LENGTH[task], show_default=True,
                   type=click.IntRange(min=1), origin=f"options.max_train_length[{task}]",
-                  help=help)
+                  help=TRAIN_LENGTH_HELP[task])
 
 
 def max_output_length_option(f):
-    return option("--max-output-length", "--max-length", "--max-tokens", "max_output_length",
-                  old=("--max-length", "--max-tokens"), default=60, show_default=True,
-                  type=click.IntRange(min=1), origin="options.max_output_length",
-                  help="Longest output in pieces (the prompt not counted).")(f)
+    return field_option(SamplingConfig, "max_output_length",
+                        old=("--max-length", "--max-tokens"))(f)
 
 
 def model_option(task: str):
@@ -319,55 +346,48 @@ def half_checkpoint_option(help: str = "Store the weights in fp16."):
 
 
 # decoding, shared by translate and evaluate translate
-def beam_option(f):
-    return option("--beam", "-b", default=5, show_default=True, type=click.IntRange(min=1),
-                  origin="options.beam", help="Beam size; 1 = greedy.")(f)
+def search_option(name: str):
+    return field_option(SearchConfig, name)
 
 
-def length_penalty_option(f):
-    return option("--length-penalty", default=1.0, show_default=True,
-                  type=click.FloatRange(min=0), origin="options.length_penalty",
-                  help="alpha of ((5+len)/6)^alpha; 0 = none.")(f)
-
-
-def batch_size_option(f):
-    return option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
-                  origin="options.batch_size", help="Sentences decoded together.")(f)
+beam_option = search_option("beam")
+length_penalty_option = search_option("length_penalty")
+batch_size_option = search_option("batch_size")
 
 
 # sampling, shared by generate and evaluate generate
+def sampling_option(name: str, help: str | None = None, short: bool = True):
+    return field_option(SamplingConfig, name, short=short, **({"help": help} if help else {}))
+
+
 def temperature_option(help: str, short: bool = False):
-    return option("--temperature", *(["-t"] if short else []), default=0.8, show_default=True,
-                  type=click.FloatRange(min=0), origin="options.temperature", help=help)
+    return sampling_option("temperature", help, short)
 
 
 def top_p_option(help: str):
-    return option("--top-p", default=1.0, show_default=True,
-                  type=click.FloatRange(0, 1, min_open=True), origin="options.top_p", help=help)
+    return sampling_option("top_p", help)
 
 
 def guidance_option(help: str):
-    return option("--guidance", "-g", default=1.0, show_default=True,
-                  type=click.FloatRange(min=0), origin="options.guidance", help=help)
+    return sampling_option("guidance", help)
 
 
 # tokenizer training, shared by `tokenizer train` and the train commands
 def vocab_size_option(help: str):
-    return option("--vocab-size", default=8000, show_default=True, type=click.IntRange(min=5),
-                  origin="options.vocab_size", help=help)
+    return field_option(TokenizerConfig, "vocab_size", help=help)
 
 
 def character_coverage_option(help: str):
-    return option("--character-coverage", default=1.0, show_default=True,
-                  type=click.FloatRange(0, 1, min_open=True),
-                  origin="options.character_coverage", help=help)
+    return field_option(TokenizerConfig, "character_coverage", help=help)
 
 
 def tokenizer_type_option(*names: str):
-    return option(*names, type=click.Choice(["unigram", "bpe"]), default="unigram",
-                  show_default=True, origin="options.tokenizer_type",
-                  help="Sentencepiece algorithm.")
+    """--tokenizer-type of the train commands, --type of `tokenizer train`."""
+    spec = {f.name: f for f in fields(TokenizerConfig)}["tokenizer_type"]
+    return option(*names, type=click.Choice(list(spec.metadata["choices"])),
+                  default=spec.default, show_default=True, origin="options.tokenizer_type",
+                  help=spec.metadata["help"])
 
 
 def lowercase_option(help: str):
-    return option("--lowercase", is_flag=True, origin="options.lowercase", help=help)
+    return field_option(TokenizerConfig, "lowercase", help=help)

@@ -1,4 +1,7 @@
-"""`seqtool classify`, `embed`, `generate` and `translate`: use a trained model."""
+"""`seqtool classify`, `embed`, `generate` and `translate`: use a trained model.
+
+Each command parses its options and calls the public API (`seqtool.load`); results stream to
+stdout, or with --out go to a file, written by every process of a torchrun launch together."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from seqtool.cli.common import launched_processes, write_answers
 from seqtool.cli.options import (
     LINE_FORMATS,
     batch_size_option,
@@ -23,59 +27,87 @@ from seqtool.cli.options import (
     option,
     out_option,
     precision_option,
+    sampling_option,
+    search_option,
     seed_option,
     temperature_option,
     top_p_option,
 )
-from seqtool.errors import SeqtoolError
+
+OUT_HELP = ("Write the results to this file instead of stdout: whole, or not at all. Under "
+            "torchrun each process answers a share of -i FILE (see the README).")
+
+
+def classify_text(r: dict) -> str:
+    return "" if r["label"] is None else f"{r['label']} ({r['probability']:.2f})  {r['text']}"
+
+
+def classify_tsv(r: dict) -> str:
+    probability = "" if r["probability"] is None else f"{r['probability']:.4f}"
+    return f"{r['label'] or ''}\t{probability}\t{r['text']}"
 
 
 @click.command()
 @click.argument("texts", nargs=-1)
 @model_option("classify")
 @input_option()
+@out_option(OUT_HELP)
 @format_option(LINE_FORMATS)
 @max_input_length_option
 @errors_option
 @device_option
-def classify(texts, model, input_path, fmt, max_input_length, errors, device):
+def classify(texts, model, input_path, out, fmt, max_input_length, errors, device):
     """Label each text with a class and its probability (S1).
 
     Each line is answered as soon as it has arrived (lines that are already waiting are
-    batched together), so slow pipes and terminals get results at once.
+    batched together), so slow pipes and terminals get results at once. An empty line gets
+    no label.
 
     \b
     Examples:
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
       cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
     """
-    from seqtool.inference.predict import classify_stream, load
+    import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
-    loaded = load(model, "classify", device)
-    labels = loaded.checkpoint.labels
-    out = RecordWriter(fmt, text=lambda r: f"{r['label']} ({r['probability']:.2f})  {r['text']}",
-                       tsv=lambda r: f"{r['label']}\t{r['probability']:.4f}\t{r['text']}")
-    chunks = read_text_chunks(texts, input_path, 512, errors)
-    with out:
-        for part in classify_stream(loaded, chunks, max_input_length):
-            records = []
-            for text, probs in part:
-                best = int(probs.argmax())
-                records.append({
-                    "label": labels[best], "probability": round(float(probs[best]), 6),
-                    "text": text,
-                    "probabilities": {lab: round(float(q), 6) for lab, q in zip(labels, probs)},
-                })
-            out.write(records)
+    classifier = seqtool.load("classify", model, device)
+    write_answers(read_text_chunks(texts, input_path, 512, errors),
+                  lambda chunk: [r.to_record()
+                                 for r in classifier.classify(chunk, max_input_length)],
+                  RecordWriter(fmt, text=classify_text, tsv=classify_tsv), out, input_path)
+
+
+class NpyWriter:
+    """Sentence vectors as one .npy matrix (embed --out), written as a RecordWriter would."""
+
+    def __init__(self, dim: int, sink=None):
+        self.dim, self.sink, self.rows = dim, sink, []
+
+    def to(self, sink) -> NpyWriter:
+        return NpyWriter(self.dim, sink)
+
+    def write(self, vectors: list) -> None:
+        self.rows.extend(vectors)
+
+    def __enter__(self) -> NpyWriter:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        import numpy as np
+
+        if kind is None:
+            matrix = np.asarray(self.rows, np.float32).reshape(len(self.rows), self.dim)
+            np.save(self.sink, matrix)
 
 
 @click.command()
 @click.argument("texts", nargs=-1)
 @model_option("classify")
 @input_option()
-@out_option("Write a .npy matrix here instead of lines to stdout.")
+@out_option("Write a .npy matrix here instead of lines to stdout (under torchrun each "
+            "process answers a share of -i FILE).")
 @format_option(["jsonl", "json", "tsv"], default="jsonl")
 @max_input_length_option
 @errors_option
@@ -88,39 +120,26 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
       seqtool embed "I love my cat." | jq '.vector | length'
       seqtool embed -i sentences.txt --out vectors.npy
     """
-    import numpy as np
-
-    from seqtool.checkpoint import check_writable, refuse_overwriting_input
-    from seqtool.decoding.scoring import classify_outputs
-    from seqtool.inference.predict import load
+    import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
+    classifier = seqtool.load("classify", model, device)
+    chunks = read_text_chunks(texts, input_path, 512, errors)
     if out:
-        refuse_overwriting_input(out, [input_path])
-        check_writable(Path(out))
-    loaded = load(model, "classify", device)
-    parts = []
-    writer = RecordWriter(fmt, tsv=lambda r: r["text"] + "\t" + " ".join(map(str, r["vector"])))
-    with writer:
-        for part in read_text_chunks(texts, input_path, 512, errors):
-            vectors = classify_outputs(loaded.model, loaded.tokenizer, part, encode_only=True,
-                                       max_length=max_input_length)
-            if out:
-                parts.append(vectors.numpy())
-            else:
-                writer.write([{"text": t, "vector": [round(x, 5) for x in v.tolist()]}
-                              for t, v in zip(part, vectors)])
-    if out:
-        import io
-
-        from seqtool.checkpoint import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        dim = loaded.model.encoding_dim
-        np.save(buffer, np.concatenate(parts) if parts else np.zeros((0, dim), np.float32))
-        atomic_write_bytes(Path(out), buffer.getvalue())
+        write_answers(chunks, lambda chunk: classifier.embed(chunk, max_input_length).tolist(),
+                      NpyWriter(classifier.embedding_size), out, input_path)
         click.echo(f"wrote {out}", err=True)
+        return
+
+    def records(chunk):
+        vectors = classifier.embed(chunk, max_input_length)
+        return [{"text": t, "vector": [round(x, 5) for x in v.tolist()]}
+                for t, v in zip(chunk, vectors, strict=True)]
+
+    write_answers(chunks, records, RecordWriter(
+        fmt, tsv=lambda r: r["text"] + "\t" + " ".join(map(str, r["vector"]))), None,
+        input_path)
 
 
 @click.command()
@@ -131,9 +150,9 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
 @click.option("--prompt", default="", help="Continue this beginning.")
 @input_option("Prompts, one per line ('-' = stdin): each line is continued -n times, and "
               "answered as soon as it has arrived.")
+@out_option(OUT_HELP)
 @temperature_option("Sampling temperature; 0 = greedy.", short=True)
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Sample among the k most likely pieces; 0 = no limit.")
+@sampling_option("top_k")
 @top_p_option("Nucleus sampling mass.")
 @max_output_length_option
 @guidance_option("Strengthen the class: contrast with the other classes (0 = off).")
@@ -142,9 +161,11 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
 @format_option(LINE_FORMATS)
 @errors_option
 @device_option
-def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
+def generate(model, label, count, prompt, input_path, out, temperature, top_k, top_p,
              max_output_length, guidance, lexicon, seed, fmt, errors, device):
     """Generate sentences for a class (S2); the model reads its own previous output.
+
+    Each sample is written as soon as it (and those before it) ended.
 
     \b
     Examples:
@@ -153,44 +174,38 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
       seqtool generate --label negative --prompt "The plot" --temperature 0
       printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
     """
-    from seqtool.inference.predict import generate as run
-    from seqtool.inference.predict import lexicon_for, load
+    import seqtool
     from seqtool.report import RecordWriter
+    from seqtool.text.data import read_text_chunks
 
-    loaded = load(model, "generate", device)
-    if model is None and label not in loaded.checkpoint.labels:
-        from seqtool.inference.predict import shipped_generator_for
-
-        other = shipped_generator_for(label)  # `--label news` picks the genre generator
-        if other:
-            loaded = load(other, "generate", device)
-    words = lexicon_for(loaded, lexicon)
-    out = RecordWriter(fmt, text=lambda r: r["text"],
-                       tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
-    with out:
-        if not input_path:
-            out.write(run(loaded, label, count, prompt, max_output_length, temperature, top_k,
-                          top_p, seed, guidance=guidance, lexicon=words))
-            return
-        from seqtool.text.data import read_text_chunks
-
-        for part in read_text_chunks(None, input_path, 64, errors):
-            for line in part:  # a prompt per line; each gets the same seed, so reruns agree
-                out.write(run(loaded, label, count, line, max_output_length, temperature, top_k,
-                              top_p, seed, guidance=guidance, lexicon=words))
+    generator = seqtool.load("generate", model, device)
+    options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
+                   max_output_length=max_output_length, guidance=guidance, lexicon=lexicon)
+    writer = RecordWriter(fmt, text=lambda r: r["text"],
+                          tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
+    # a prompt per line; each gets the same seed, so reruns agree
+    prompts = read_text_chunks(None, input_path, 64, errors) if input_path else [[prompt]]
+    if out is None and launched_processes() == 1:
+        with writer:
+            for chunk in prompts:
+                for line in chunk:
+                    for sample in generator.generate_stream(label, count, line, **options):
+                        writer.write([sample.to_record()])
+        return
+    write_answers(prompts, lambda chunk: [
+        s.to_record() for line in chunk
+        for s in generator.generate(label, count, line, **options)], writer, out, input_path)
 
 
 @click.command()
 @click.argument("texts", nargs=-1)
 @model_option("translate")
 @input_option()
+@out_option(OUT_HELP)
 @beam_option
 @length_penalty_option
-@click.option("--n-best", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Hypotheses per sentence (jsonl/json), at most --beam.")
-@click.option("--max-length-ratio", default=2.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Stop a translation at ratio * source pieces + 5.")
+@search_option("n_best")
+@search_option("max_length_ratio")
 @max_input_length_option
 @batch_size_option
 @format_option(LINE_FORMATS)
@@ -202,9 +217,10 @@ def generate(model, label, count, prompt, input_path, temperature, top_k, top_p,
 @precision_option
 @errors_option
 @device_option
-def translate(texts, model, input_path, beam, length_penalty, n_best, max_length_ratio,
-              max_input_length, batch_size, fmt, attention_png, show_attention, precision,
-              errors, device):
+@click.pass_context
+def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
+              max_length_ratio, max_input_length, batch_size, fmt, attention_png,
+              show_attention, precision, errors, device):
     """Translate sentences (S3): one translation per input line, in order.
 
     Each line is answered as soon as it has arrived; empty lines stay empty.
@@ -215,43 +231,36 @@ def translate(texts, model, input_path, beam, length_penalty, n_best, max_length
       cut -f1 pairs.tsv | seqtool translate --beam 5 | sacrebleu ref.txt
       seqtool translate --n-best 3 --format jsonl "Dieu est amour."
     """
-    from seqtool.decoding.translation import Translation
-    from seqtool.inference.predict import load
+    import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
     if n_best > beam:
-        raise SeqtoolError("--n-best cannot exceed --beam")
+        raise click.UsageError("--n-best cannot exceed --beam", ctx)
     if attention_png:
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
 
         refuse_overwriting_input(attention_png, [input_path])
         check_writable(Path(attention_png))
-    loaded = load(model, "translate", device)
-    translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
+    translator = seqtool.load("translate", model, device)
     want_attention = bool(attention_png or show_attention)
-    first = True
-    out = RecordWriter(fmt, text=lambda r: r["translation"],
-                       tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}")
-    with out:
-        for part in read_text_chunks(texts, input_path, 512, errors):
-            results = translation.translate(part, beam, length_penalty, n_best,
-                                            max_length_ratio, batch_size, want_attention,
-                                            max_input_length)
-            records = []
-            for src, r in zip(part, results):
-                records.append({
-                    "source": src, "translation": r.text, "score": round(r.score, 4),
-                    "n_best": [{"translation": translation.text(h), "score": round(h.score, 4)}
-                               for h in r.hypotheses],
-                })
-                if want_attention and r.source_pieces:
-                    from seqtool.plot import attention_table, save_attention_png
+    first = [True]
 
-                    if show_attention:
-                        attention_table(r)
-                    if attention_png and first:
-                        save_attention_png(r, attention_png)
-                        click.echo(f"wrote {attention_png}", err=True)
-                    first = False
-            out.write(records)
+    def answer(chunk):
+        results = translator.translate(chunk, beam, length_penalty, n_best, max_length_ratio,
+                                       max_input_length, batch_size, precision, want_attention)
+        for r in results:
+            if r.attention is not None:
+                from seqtool.plot import attention_table, save_attention_png
+
+                if show_attention:
+                    attention_table(r.attention)
+                if attention_png and first[0]:
+                    save_attention_png(r.attention, attention_png)
+                    click.echo(f"wrote {attention_png}", err=True)
+                first[0] = False
+        return [r.to_record() for r in results]
+
+    write_answers(read_text_chunks(texts, input_path, 512, errors), answer, RecordWriter(
+        fmt, text=lambda r: r["translation"],
+        tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}"), out, input_path)

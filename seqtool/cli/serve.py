@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import click
 
+from seqtool.cli.options import device_option, field_option
+from seqtool.config import ServerLimits
 from seqtool.errors import SeqtoolError
 
 TASKS = ("classify", "generate", "translate")
@@ -36,16 +38,11 @@ def parse_models(values: tuple[str, ...]) -> dict[str, str]:
                    "not named get their shipped default.")
 @click.option("--tasks", default=",".join(TASKS), show_default=True,
               help="The tasks to serve, comma-separated (classify also answers /embed).")
-@click.option("--max-texts", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Texts per request at most.")
-@click.option("--max-chars", default=10_000, show_default=True, type=click.IntRange(min=1),
-              help="Characters per text (and per prompt) at most.")
-@click.option("--max-body", default=1_000_000, show_default=True, type=click.IntRange(min=1),
-              help="Bytes per request body at most.")
-@click.option("--max-samples", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Samples (n) per /generate request at most.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the models run (auto = cuda when available).")
+@field_option(ServerLimits, "max_texts")
+@field_option(ServerLimits, "max_chars")
+@field_option(ServerLimits, "max_body")
+@field_option(ServerLimits, "max_samples")
+@device_option
 @click.option("--verbose", "-v", is_flag=True, help="Log each request on stderr.")
 def serve(host, port, models, tasks, max_texts, max_chars, max_body, max_samples, device,
           verbose):
@@ -80,8 +77,7 @@ def serve(host, port, models, tasks, max_texts, max_chars, max_body, max_samples
 
     try:
         loaded = server.load_models({t: chosen.get(t) for t in wanted}, device)
-        limits = server.Limits(body=max_body, texts=max_texts, chars=max_chars,
-                               samples=max_samples)
+        limits = ServerLimits(max_texts, max_chars, max_body, max_samples)
         code = server.run(loaded, host, port, limits, verbose)
     except SeqtoolError as e:
         raise click.ClickException(str(e)) from None

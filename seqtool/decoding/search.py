@@ -6,6 +6,7 @@ per sentence in one tensor of batch * beam rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -379,6 +380,19 @@ def sample(
     With a `lexicon` each row samples only among the pieces that keep its words inside it
     (`Lexicon.allowed`); a row with no allowed piece samples freely.
     """
+    found = dict(sample_stream(model, labels, prompt, max_tokens, temperature, top_k, top_p,
+                              generator, guidance, lexicon))
+    return [found[i] for i in range(labels.size(0))]
+
+
+def sample_stream(
+    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
+    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+    generator: torch.Generator | None = None, guidance: float = 0.0,
+    lexicon: Lexicon | None = None,
+) -> Iterator[tuple[int, Hypothesis]]:
+    """`sample`, yielding (row, hypothesis) as each row ends, so a caller can show it at once
+    (and keep it when interrupted); rows ending at the same step come in row order."""
     n = labels.size(0)
     device = labels.device
     num_classes = model.config.num_classes
@@ -389,11 +403,18 @@ def sample(
     inputs = torch.tensor([[START, *prompt]], device=device).expand(n * blocks, -1)
     logits, state = model(all_labels, inputs)
     logits = logits[:, -1].float()
-    tokens = []
+    tokens: list[torch.Tensor] = []
     scores = torch.zeros(n, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     if lexicon is not None:
         tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
+
+    def finished(rows: list[int]) -> Iterator[tuple[int, Hypothesis]]:
+        table = torch.stack(tokens, 1)[rows].tolist() if tokens else [[] for _ in rows]
+        for i, row in zip(rows, table, strict=True):
+            length = row.index(END) if END in row else len(row)
+            yield i, Hypothesis(row[:length], float(scores[i]))
+
     for _ in range(max_tokens):
         logp_all = torch.log_softmax(logits, dim=-1).view(blocks, n, -1)
         logp = logp_all[0].clone()
@@ -413,20 +434,18 @@ def sample(
         choice = choice.masked_fill(done, PAD)
         scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
         tokens.append(choice)
-        done |= choice == END
+        ended = (choice == END) & ~done
+        done |= ended
+        if bool(ended.any()):
+            yield from finished(ended.nonzero().flatten().tolist())
         if bool(done.all()):
-            break
+            return
         if lexicon is not None:
             tails = [lexicon.advance(t, c) for t, c in zip(tails, choice.tolist(), strict=True)]
         feed = choice.masked_fill(done, START).repeat(blocks)[:, None]
         step_logits, state = model(all_labels, feed, state=state)
         logits = step_logits[:, -1].float()
-    rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(n)]
-    out = []
-    for i, row in enumerate(rows):
-        length = row.index(END) if END in row else len(row)
-        out.append(Hypothesis(row[:length], float(scores[i])))
-    return out
+    yield from finished((~done).nonzero().flatten().tolist())  # cut at max_tokens
 
 
 def _sample_from(scores: torch.Tensor, top_k: int, top_p: float, generator) -> torch.Tensor:

@@ -25,6 +25,7 @@ from seqtool.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # imported where used: `seqtool classify` needs neither
     from seqtool.decoding.lexicon import Lexicon
+    from seqtool.decoding.search import Hypothesis
 
 
 def resolve_path(path: str | Path | None, task: str) -> Path:
@@ -41,16 +42,15 @@ def resolve_path(path: str | Path | None, task: str) -> Path:
     return shipped
 
 
-def shipped_generator_for(label: str) -> str | None:
-    """The name of the first shipped generator other than the default (which the caller has
-    already loaded) that knows `label` (`generate --label news` needs no -m), or None."""
+def other_shipped_generators() -> dict[str, list[str]]:
+    """The labels of each shipped generator other than the default, by name (those whose
+    file is there): `generate --label news` needs no -m."""
+    found = {}
     for name, file in SHIPPED_MODELS["generate"].items():
-        if file == DEFAULT_MODELS["generate"]:
-            continue
         path = checkpoints_folder() / file
-        if path.is_file() and label in Checkpoint.load(path).labels:
-            return name
-    return None
+        if file != DEFAULT_MODELS["generate"] and path.is_file():
+            found[name] = list(Checkpoint.load(path).labels)
+    return found
 
 
 @dataclass
@@ -165,14 +165,23 @@ def classify_stream(
 # ----------------------------------------------------------------------------- S2
 
 
-def generate(
+def generate(loaded: Loaded, label: str, n: int, *args: Any, **kwargs: Any
+             ) -> list[dict[str, Any]]:
+    """`generate_stream`'s samples as a list."""
+    return list(generate_stream(loaded, label, n, *args, **kwargs))
+
+
+def generate_stream(
     loaded: Loaded, label: str, n: int, prompt: str = "", max_tokens: int = 60,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
     batch_size: int = 256, guidance: float = 0.0, lexicon: Lexicon | None = None,
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """N samples for a class, generated in parallel batches; deterministic for a seed. With a
-    `lexicon` (`lexicon_for`) every word of a sample is one of its words."""
-    from seqtool.decoding.search import sample
+    `lexicon` (`lexicon_for`) every word of a sample is one of its words.
+
+    Samples come in order, each as soon as it and those before it have ended, so a caller
+    shows them while the rest are still being drawn."""
+    from seqtool.decoding.search import sample_stream
 
     labels = loaded.checkpoint.labels
     if label not in labels:
@@ -180,17 +189,21 @@ def generate(
     device = model_device(loaded.model)
     generator = torch.Generator(device=device).manual_seed(seed)
     prompt_ids = loaded.tokenizer.encode(prompt) if prompt else []
-    results = []
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            count = min(batch_size, n - start)
-            ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
-            for h in sample(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
-                            top_p, generator, guidance, lexicon):
-                text = loaded.tokenizer.decode(prompt_ids + h.tokens)
-                results.append({"label": label, "text": text, "tokens": len(h.tokens),
-                                "logprob": round(h.score, 4)})
-    return results
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
+        ready: dict[int, Hypothesis] = {}
+        following = 0
+        with torch.no_grad():
+            stream = sample_stream(loaded.model, ys, prompt_ids, max_tokens, temperature,
+                                   top_k, top_p, generator, guidance, lexicon)
+            for row, hypothesis in stream:
+                ready[row] = hypothesis
+                while following in ready:
+                    h = ready.pop(following)
+                    following += 1
+                    yield {"label": label, "text": loaded.tokenizer.decode(prompt_ids + h.tokens),
+                           "tokens": len(h.tokens), "logprob": round(h.score, 4)}
 
 
 def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:

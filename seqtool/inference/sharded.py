@@ -42,9 +42,10 @@ def answer_to_file(chunks: Iterable[Sequence[str]], answer: Answer, out: str | P
     rank, world = rank_and_world()
     if rank == 0:
         check_writable(out)
-    part, failure, count = part_path(out, rank), None, 0
+    part, failure, count, opened = part_path(out, rank), None, 0, False
     try:
         with open(part, "w", encoding="utf-8") as f:
+            opened = True
             for index, chunk in enumerate(chunks):
                 if index % world == rank:
                     records = answer(chunk)
@@ -65,7 +66,12 @@ def answer_to_file(chunks: Iterable[Sequence[str]], answer: Answer, out: str | P
         except OSError as e:
             merge_failure = f"{out}: {e.strerror or e}"
         failure = _first_failure(merge_failure, rank, world)  # also waits for the merge
-    part.unlink(missing_ok=True)
+    if opened:
+        part.unlink(missing_ok=True)
+    if world > 1:  # left to exit, gloo's threads may abort the process ("terminate called")
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     if failure is not None:
         raise SeqtoolError(failure)
     return count

@@ -127,7 +127,7 @@ class Tokenizer:
                                  nbest_size=-1, num_threads=1)
         if max_length > 0 and any(len(s) > max_length for s in ids):
             warn_once("max-length", f"cut input longer than {max_length} pieces to "
-                      f"{max_length} (--max-length); warned once")
+                      f"{max_length} (--max-input-length); warned once")
             ids = [s[:max_length] for s in ids]
         return ids
 

@@ -75,7 +75,8 @@ def check_same_run(saved: dict[str, Any] | None, now: dict[str, Any], path: Path
     for key in sorted(set(saved["options"]) | set(now["options"])):
         was, now_value = saved["options"].get(key), now["options"].get(key)
         if was != now_value:
-            raise SeqtoolError(f"cannot resume: --{key.replace('_', '-')} was {was!r} in the "
+            option = {"max_length": "max_train_length"}.get(key, key)  # its older name
+            raise SeqtoolError(f"cannot resume: --{option.replace('_', '-')} was {was!r} in the "
                                f"run being resumed, now {now_value!r}", str(path))
 
 

@@ -10,26 +10,62 @@ is refused when its data or options differ from the run that wrote it.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from seqtool.config import TrainConfig
+from seqtool.config import (
+    MAX_TRAIN_LENGTH,
+    ClassifierConfig,
+    DataConfig,
+    GeneratorConfig,
+    LanguageModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TranslatorConfig,
+)
 from seqtool.errors import SeqtoolError
 
-# The options of each task's model, by the command line's names.
-MODEL_OPTIONS = {
-    "classify": ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "pooling",
-                 "ensemble", "adversarial"),
-    "generate": ("embed_dim", "hidden_dim", "layers", "dropout", "tie_embeddings",
-                 "class_every_step", "class_bias", "discriminative_weight"),
-    "translate": ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "rnn",
-                  "attention", "attention_dim", "dropout", "input_feeding", "label_smoothing"),
-    "pretrain": ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional", "dropout"),
-}
-TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
+MODEL_CONFIGS = {"classify": ClassifierConfig, "generate": GeneratorConfig,
+                 "translate": TranslatorConfig, "pretrain": LanguageModelConfig}
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 # Data files each task reads; --out must never be one of them.
 DATA_OPTIONS = ("train_path", "dev_path", "train_src", "train_tgt", "dev_src", "dev_tgt",
                 "init", "tokenizer_path", "embeddings")
+
+
+def option_fields(config: type) -> dict[str, Any]:
+    """The fields of a configuration that are options (those with help), with defaults."""
+    return {f.name: f.default for f in fields(config) if "help" in f.metadata}
+
+
+def model_options(task: str) -> tuple[str, ...]:
+    return tuple(option_fields(MODEL_CONFIGS[task]))
+
+
+def options_for(task: str) -> dict[str, Any]:
+    """Every option of `seqtool train TASK` (`pretrain`), by parameter name, with its default:
+    the configurations' fields and the files a run reads and writes."""
+    if task not in MODEL_CONFIGS:
+        raise SeqtoolError(f"unknown task {task!r}: {', '.join(MODEL_CONFIGS)}")
+    files = (("train_path", "dev_path", "train_src", "train_tgt", "dev_src", "dev_tgt")
+             if task == "translate" else ("train_path", "dev_path"))
+    training = option_fields(TrainConfig)
+    if task in ("translate", "pretrain"):  # they start from no pretrained layers to scale
+        training = {k: v for k, v in training.items()
+                    if k not in ("pretrained_lr_scale", "gradual_unfreezing")}
+    data = {"max_train_length": MAX_TRAIN_LENGTH[task]}
+    if task == "classify":
+        data["subword_sampling"] = DataConfig.subword_sampling
+    if task == "translate":
+        data["joint_vocab"] = DataConfig.joint_vocab
+    starts = {} if task == "translate" else {"init": None, "embeddings": None}
+    options = {**dict.fromkeys(files), "out": None, "resume": False, "tokenizer_path": None,
+               **training, **option_fields(TokenizerConfig),
+               **option_fields(MODEL_CONFIGS[task]), **data, **starts}
+    if task == "pretrain":
+        options["train_path"] = ()  # one or more files
+    return options
 
 
 def train(task: str, options: Mapping[str, Any], given: Collection[str],
@@ -37,7 +73,7 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str],
     """Train `task` ("classify", "generate", "translate" or "pretrain") and write the best
     checkpoint to options["out"]; return the loop's summary (best, steps, seconds)."""
     opts = dict(options)
-    model_opts = {k: opts[k] for k in MODEL_OPTIONS[task]}
+    model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
     setup = _SETUPS[task](opts, model_opts)
@@ -152,13 +188,18 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
 
     out = Path(opts["out"])
     config = TrainConfig(**{k: opts[k] for k in TRAIN_KEYS if k in opts})
-    fingerprint = run_fingerprint(opts)
+    named = dict(opts)  # named as before --max-train-length, so older runs resume
+    named["max_length"] = named.pop("max_train_length")
+    fingerprint = run_fingerprint(named)
     remove_stale_temp_files(out)
     check_writable(out)
     check_writable(last_path(out))
     resumed = None
     if opts["resume"]:
         resumed = Checkpoint.load(last_path(out))
+        if resumed.task != task_name:
+            raise SeqtoolError(f"cannot resume: this is a {resumed.task} run, not a "
+                               f"{task_name} run", str(last_path(out)))
         check_same_run(resumed.meta.get("run"), fingerprint, last_path(out))
     if opts.get("init") and opts.get("embeddings"):
         raise SeqtoolError("--embeddings and --init both give the embeddings: pass one")
