@@ -8,10 +8,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 
 def write_stdout(text: str) -> None:
     """Write `text` to stdout completely, or raise OSError.
@@ -109,11 +105,17 @@ def print_report(report: dict[str, Any], fmt: str, as_text: Callable[[dict], Non
         as_text(report)
 
 
-def _console() -> Console:
+def _console():
+    """rich, imported only when a table is drawn (not for --format jsonl)."""
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def print_classification(report: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     console = _console()
     console.print(f"[bold]{escape(str(report['data']))}[/]: {report['examples']} examples, "
                   f"accuracy [bold]{report['accuracy']:.4f}[/], "
@@ -131,6 +133,9 @@ def print_classification(report: dict[str, Any]) -> None:
 
 
 def print_generation(report: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     console = _console()
     table = Table("class", "perplexity", "perplexity (wrong class)")
     table.add_row("[bold]all[/]", f"{report['perplexity']:.2f}",
@@ -202,6 +207,9 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
 
 
 def print_info(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     console = _console()
     table = Table(show_header=False, title=escape(summary["path"]))
     history = summary.pop("history", [])
