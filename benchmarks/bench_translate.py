@@ -173,7 +173,8 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
 
     import torch
 
-    from seqtool.decoding import scoring, search
+    from seqtool.config import MAX_INPUT_LENGTH
+    from seqtool.decoding import search
     from seqtool.decoding import translation as translation_module
     from seqtool.decoding.search import normalised_score
     from seqtool.decoding.translation import Translation
@@ -213,7 +214,7 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
             search.may_improve = exact_rule
             translation_module.beam_search = search.beam_search
     model.decode_step = decode_step
-    ids = [s[: scoring.DEFAULT_MAX_LENGTH]  # as translate cuts them
+    ids = [s[: MAX_INPUT_LENGTH]  # as translate cuts them
            for s in loaded.tokenizer.encode_batch(texts)]
     out: dict = {"sentences": len(texts), "tolerance": tolerance}
     for name, (beamed, decoder_rows) in runs.items():

@@ -53,7 +53,9 @@ def classify_latency(data: Path, repeats: int = 3) -> tuple[dict, str]:
         "d = predict.resolve_device('auto'); T.append(time.perf_counter())\n"
         "loaded = predict.load(sys.argv[1], 'classify', 'auto')\n"
         "T.append(time.perf_counter())\n"
-        "list(predict.classify_stream(loaded, [[sys.argv[2]]])); T.append(time.perf_counter())\n"
+        "from seqtool.decoding.scoring import classify_probabilities\n"
+        "classify_probabilities(loaded.model, loaded.tokenizer, [sys.argv[2]])\n"
+        "T.append(time.perf_counter())\n"
         "print(' '.join(str(b - a) for a, b in zip(T, T[1:])))")
     names = ["import torch", "seqtool imports (cli, report, predict)", "Checkpoint.load",
              "model built + weights assigned", "tokenizers (distinct)",

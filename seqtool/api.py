@@ -12,7 +12,7 @@ torch is imported when a model is loaded, not before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,13 +75,6 @@ class LoadedClassifier(LoadedModel):
         for i, probs in zip(todo, probabilities, strict=True):
             results[i] = self._result(texts[i], probs)
         return results
-
-    def classify_stream(self, chunks: Iterable[Sequence[str]],
-                        max_input_length: int = MAX_INPUT_LENGTH
-                        ) -> Iterator[list[ClassifyResult]]:
-        """Results per chunk of texts; each chunk is answered before the next is read."""
-        for chunk in chunks:
-            yield self.classify(chunk, max_input_length)
 
     def _result(self, text: str, probs) -> ClassifyResult:
         labels = self.loaded.checkpoint.labels

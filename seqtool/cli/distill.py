@@ -6,14 +6,9 @@ import sys
 
 import click
 
-from seqtool.cli.options import field_option, max_train_length_option, model_options, option
-from seqtool.cli.train import (
-    embeddings_option,
-    init_options,
-    labeled_data_options,
-    training_options,
-)
-from seqtool.config import ClassifierConfig, DataConfig, DistillConfig
+from seqtool.cli.options import field_option, option
+from seqtool.cli.train import classifier_training_options, labeled_data_options
+from seqtool.config import DistillConfig
 
 
 @click.command()
@@ -29,12 +24,7 @@ from seqtool.config import ClassifierConfig, DataConfig, DistillConfig
 @field_option(DistillConfig, "temperature", param="distill_temperature", short=False)
 @field_option(DistillConfig, "alpha")
 @field_option(DistillConfig, "augment")
-@training_options
-@model_options(ClassifierConfig)
-@field_option(DataConfig, "subword_sampling")
-@max_train_length_option("classify")
-@init_options
-@embeddings_option
+@classifier_training_options
 def distill(teacher, train_path, dev_path, unlabelled, **opts):
     """Train one student classifier (S1) on a teacher classifier's soft labels over the
     labelled training text and unlabelled text (knowledge distillation).

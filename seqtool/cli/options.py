@@ -124,11 +124,6 @@ FiniteFloat = refuse_non_finite(click.types.FloatParamType)
 FiniteFloatRange = refuse_non_finite(click.FloatRange)
 
 
-def default_of(config: type, name: str) -> Any:
-    """The default of a config field: the one place it is declared."""
-    return {f.name: f for f in fields(config)}[name].default
-
-
 def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: bool = True,
                  param: str | None = None, **override: Any):
     """The option of a config dataclass field: `--embed-dim` from `embed_dim`, its default the

@@ -114,14 +114,20 @@ def train() -> None:
     """Train a model: classify, generate or translate."""
 
 
+# What training a classifier takes besides its data: `train classify` and `distill`.
+classifier_training_options = stack(
+    training_options,
+    model_options(ClassifierConfig),
+    field_option(DataConfig, "subword_sampling"),
+    max_train_length_option("classify"),
+    init_options,
+    embeddings_option,
+)
+
+
 @train.command("classify")
 @labeled_data_options
-@training_options
-@model_options(ClassifierConfig)
-@field_option(DataConfig, "subword_sampling")
-@max_train_length_option("classify")
-@init_options
-@embeddings_option
+@classifier_training_options
 def train_classify(**opts):
     """Train a GRU sequence -> class model (S1).
 

@@ -9,18 +9,17 @@ import torch
 from torch import nn
 
 from seqtool.checkpoint import one_thread
+from seqtool.config import MAX_INPUT_LENGTH
 from seqtool.device import model_device
 from seqtool.nn.ensemble import ClassifierCombination
 from seqtool.text.batching import classify_batch, generate_batch, length_sorted, pretrain_batch
 from seqtool.text.tokenizer import Tokenizer
 
-DEFAULT_MAX_LENGTH = 512  # pieces per input line at prediction time (--max-length)
-
 
 @torch.no_grad()
 def classify_outputs(
     model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 128,
-    encode_only: bool = False, max_length: int = DEFAULT_MAX_LENGTH,
+    encode_only: bool = False, max_length: int = MAX_INPUT_LENGTH,
 ) -> torch.Tensor:
     """Class probabilities [N, C] (or sentence vectors with `encode_only`) in input order.
 
@@ -67,7 +66,7 @@ def _classify_batches(model: nn.Module, ids: list[list[int]], batch_size: int,
 
 
 def classify_probabilities(
-    model, tokenizer, texts, batch_size: int = 128, max_length: int = DEFAULT_MAX_LENGTH
+    model, tokenizer, texts, batch_size: int = 128, max_length: int = MAX_INPUT_LENGTH
 ) -> torch.Tensor:
     return classify_outputs(model, tokenizer, texts, batch_size, max_length=max_length)
 

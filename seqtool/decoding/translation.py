@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH
+from seqtool.config import MAX_INPUT_LENGTH
 from seqtool.decoding.search import Hypothesis, beam_search, greedy
 from seqtool.device import autocast, model_device
 from seqtool.text.batching import length_sorted, translate_batch
@@ -61,7 +61,7 @@ class Translation:
     def translate(
         self, texts: Sequence[str], beam: int = 5, alpha: float = 1.0, n_best: int = 1,
         max_length_ratio: float = 2.0, batch_size: int = 64, with_attention: bool = False,
-        max_source_tokens: int = DEFAULT_MAX_LENGTH,
+        max_source_tokens: int = MAX_INPUT_LENGTH,
     ) -> list[TranslationResult]:
         """Best translation (and `n_best` hypotheses) per text, in input order. Sources
         longer than `max_source_tokens` pieces are cut (0 = no limit; a warning on stderr)."""

@@ -6,7 +6,7 @@ padding), and results come back in input order before the next chunk is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from seqtool.checkpoint import Checkpoint, one_thread
-from seqtool.decoding.scoring import DEFAULT_MAX_LENGTH, classify_probabilities
 from seqtool.device import model_device, resolve_device
 from seqtool.errors import SeqtoolError
 from seqtool.nn.ensemble import ClassifierCombination
@@ -149,17 +148,6 @@ def _check_sizes(config: Any, labels: list[str], src: Tokenizer, tgt: Tokenizer,
 
 
 # ----------------------------------------------------------------------------- S1
-
-
-def classify_stream(
-    loaded: Loaded, chunks: Iterable[Sequence[str]], max_length: int = DEFAULT_MAX_LENGTH
-) -> Iterator[list[tuple[str, torch.Tensor]]]:
-    """Per chunk of texts (as `data.read_text_chunks` hands them out), (text, probabilities)
-    pairs in order; each chunk is answered before the next is read."""
-    for part in chunks:
-        probs = classify_probabilities(loaded.model, loaded.tokenizer, part,
-                                       max_length=max_length)
-        yield list(zip(part, probs, strict=True))
 
 
 # ----------------------------------------------------------------------------- S2

@@ -21,12 +21,6 @@ from seqtool.errors import SeqtoolError
 Answer = Callable[[Sequence[str]], list[Any]]  # a chunk of input lines -> its records
 
 
-def rank_and_world() -> tuple[int, int]:
-    from seqtool.device import distributed
-
-    return distributed()
-
-
 def part_path(out: Path, rank: int) -> Path:
     return out.with_name(f".{out.name}.part{rank}")
 
@@ -39,7 +33,9 @@ def answer_to_file(chunks: Iterable[Sequence[str]], answer: Answer, out: str | P
     from seqtool.checkpoint import check_writable
 
     out = Path(out)
-    rank, world = rank_and_world()
+    from seqtool.device import distributed
+
+    rank, world = distributed()
     if rank == 0:
         check_writable(out)
     part, failure, count, opened = part_path(out, rank), None, 0, False
