@@ -180,17 +180,22 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
     from seqtool.decoding.translation import Translation
     from seqtool.inference.predict import load
     from seqtool.metrics import corpus_scores
+    from seqtool.nn import fast
     from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel
 
     loaded = load(SHIPPED, "translate")
     model = loaded.model.eval()
     rows_done = [0]
-    decode_step = model.decode_step
+    prepare = fast.decode_step  # the step the searches take
 
-    def counted(memory, prev, *group):
-        rows_done[0] += prev.numel()
-        return decode_step(memory, prev, *group)
+    def counted(model):
+        step = prepare(model)
+
+        def counted_step(memory, prev, *group):
+            rows_done[0] += prev.numel()
+            return step(memory, prev, *group)
+        return counted_step
 
     def old_rule(best_live, finished, length, limit, alpha, n_best):
         return length < limit and len(finished) < beam
@@ -199,7 +204,7 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
     texts = [p.src for p in pairs]
     translation = Translation(model, loaded.tokenizer, loaded.target_tokenizer)
     greedy = translation.translate(texts, beam=1)
-    model.decode_step = counted
+    fast.decode_step = counted
     runs = {}
     variants = {"shipped": (search.may_improve, True), "exact": (search.may_improve, False),
                 "closes at k finished": (old_rule, False)}
@@ -213,7 +218,7 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
         finally:
             search.may_improve = exact_rule
             translation_module.beam_search = search.beam_search
-    model.decode_step = decode_step
+    fast.decode_step = prepare
     ids = [s[: MAX_INPUT_LENGTH]  # as translate cuts them
            for s in loaded.tokenizer.encode_batch(texts)]
     out: dict = {"sentences": len(texts), "tolerance": tolerance}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TOY, run_cli, run_seqtool, small_generator
 
-from seqtool.decoding.search import _sample_from, sample
+from seqtool.decoding.sampling import _sample_from, sample
 from seqtool.inference.predict import Loaded, generate
 from seqtool.text.data import read_labeled
 from seqtool.text.tokenizer import END, PAD, START, UNK, Tokenizer
@@ -140,7 +140,7 @@ def test_a_drawn_unk_is_what_the_model_reads_next():
 
 def test_guidance_follows_its_formula():
     """Greedy choice with guidance g is argmax_y of log p(y|c) + g (log p(y|c) - mean over the
-    other classes c' of log p(y|c')), computed here independently of `search.sample`.
+    other classes c' of log p(y|c')), computed here independently of `sampling.sample`.
 
     The check is not vacuous: in the cases below, plain greedy and two plausible mistakes
     (mean over all classes including c; no guidance) choose differently at least once."""

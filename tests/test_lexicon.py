@@ -12,7 +12,7 @@ from conftest import TOY, run_cli, run_seqtool, small_generator
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.decoding.lexicon import Lexicon, words_of
-from seqtool.decoding.search import sample
+from seqtool.decoding.sampling import sample
 from seqtool.inference.predict import Loaded, generate, lexicon_for
 from seqtool.metrics import non_word_rates
 from seqtool.text.data import read_labeled

@@ -1,8 +1,8 @@
 """The fast searches (`search.greedy`, `search.beam_search`: one copy of the source memory per
 sentence, each hypothesis's own best tokens, finished sentences leaving the batch) return the
 same hypotheses as the plain ones they replaced (`reference.py`) on small random float64
-models, and `Translator.decode_step` with a group gives each row what one row per hypothesis
-gives it."""
+models, `Translator.decode_step` with a group gives each row what one row per hypothesis
+gives it, and the searches' fast step (`fast.DecodeStep`) gives what `decode_step` gives."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from seqtool.config import TranslatorConfig
 from seqtool.decoding import search
 from seqtool.decoding.reference import beam_search_reference, greedy_reference
 from seqtool.decoding.search import beam_search, greedy
+from seqtool.nn import fast
 from seqtool.nn.translator import SOURCE_KEYS, Translator
 from seqtool.text.tokenizer import PAD
 
@@ -81,6 +82,39 @@ def test_a_grouped_decode_step_gives_each_row_what_a_copied_memory_gives_it(
             torch.testing.assert_close(logp_g, logp_c)
             torch.testing.assert_close(w_g, w_c)
             prev = logp_c.argmax(-1)
+
+
+@pytest.mark.parametrize(("rnn", "attention", "feeding"), ARCHITECTURES)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_fast_decode_step_gives_what_decode_step_gives(rnn, attention, feeding, layers):
+    """`fast.DecodeStep` (the searches' step) against the plain `Translator.decode_step`: one
+    row per sentence and grouped rows, with sentences leaving the batch between steps (its
+    copy of the keys must follow)."""
+    model = random_translator(3, rnn, attention, feeding, layers=layers)
+    src, lengths = random_sources(4, 5)
+    step = fast.DecodeStep(model)
+    with torch.no_grad():
+        encoded = model.encode(src, lengths)
+        for group in (1, 3):
+            rows = torch.arange(5).repeat_interleave(group)
+            memory = {key: v if key in SOURCE_KEYS else search.select_state(v, rows)
+                      for key, v in encoded.items()}
+            plain = memory
+            prev = torch.randint(4, 9, (5 * group,), generator=torch.Generator().manual_seed(0))
+            for t in range(4):
+                logp_f, memory, w_f = step(memory, prev, group)
+                logp_p, plain, w_p = model.decode_step(plain, prev, group)
+                torch.testing.assert_close(logp_f, logp_p)
+                torch.testing.assert_close(w_f, w_p)
+                torch.testing.assert_close(memory["attentional"], plain["attentional"])
+                prev = logp_p.argmax(-1)
+                if t == 1:  # the second sentence leaves
+                    keep = torch.tensor([0, 2, 3, 4])
+                    rows = (keep[:, None] * group + torch.arange(group)).view(-1)
+                    memory, plain = ({key: search.select_state(v, keep if key in SOURCE_KEYS
+                                                                 else rows)
+                                      for key, v in m.items()} for m in (memory, plain))
+                    prev = prev[rows]
 
 
 @pytest.mark.parametrize(("rnn", "attention", "feeding"), ARCHITECTURES)

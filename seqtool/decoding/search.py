@@ -1,4 +1,5 @@
-"""Decoding: greedy and batched beam search for the translator, sampling for the generator.
+"""Decoding for the translator: greedy and batched beam search (sampling for the generator is
+`sampling.py`).
 
 All searches work on a whole batch of sentences at once; beam search keeps `beam` hypotheses
 per sentence in one tensor of batch * beam rows.
@@ -6,13 +7,11 @@ per sentence in one tensor of batch * beam rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
-from seqtool.decoding.lexicon import Lexicon
-from seqtool.nn.generator import Generator
+from seqtool.nn import fast
 from seqtool.nn.translator import SOURCE_KEYS, Translator, select_state
 from seqtool.text.tokenizer import END, PAD, START
 
@@ -42,7 +41,8 @@ def greedy(
         memory = model.encode(src, src_lengths)
     batch = src.size(0)
     prev = torch.full((batch,), START, dtype=torch.long, device=src.device)
-    found = _greedy_rows(model, memory, prev, torch.zeros(batch, device=src.device),
+    found = _greedy_rows(fast.decode_step(model), memory, prev,
+                         torch.zeros(batch, device=src.device),
                          [int(x) for x in max_lengths.tolist()], with_attention)
     src_len = [int(x) for x in src_lengths.tolist()]
     return [Hypothesis(tokens, score, None if att is None else att[:, :n].tolist())
@@ -50,16 +50,23 @@ def greedy(
 
 
 def _greedy_rows(
-    model: Translator, memory: dict, prev: torch.Tensor, scores: torch.Tensor,
-    limits: list[int], with_attention: bool,
-) -> list[tuple[list[int], float, torch.Tensor | None]]:
-    """Greedy decoding of each row of `memory` (one row per sentence) from the token `prev`,
+    step, memory: dict, prev: torch.Tensor, scores: torch.Tensor,
+    limits: list[int], with_attention: bool, floors: tuple | None = None,
+) -> list[tuple[list[int], float, torch.Tensor | None] | None]:
+    """Greedy decoding of each row of `memory` (one row per sentence) from the token `prev`
+    with `step` (`Translator.decode_step` or its fast version),
     with log-probability `scores` [rows] (float32) so far and at most `limits` more tokens:
     per row the tokens (without <end>), the final log-probability, and the attention
-    [tokens, S] when asked."""
+    [tokens, S] when asked.
+
+    floors = (floor, scored, alpha) [rows each; floor float64, scored int]: a row is dropped
+    (None) once its translation could no longer score above `floor` (`best_reachable`, with
+    `scored` tokens scored before `prev` and its full length limit), since it could then not
+    enter its sentence's n-best list."""
     device = prev.device
     batch = prev.size(0)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
+    dropped = torch.zeros(batch, dtype=torch.bool, device=device)
     row_limits = torch.as_tensor(limits, device=device)
     history = torch.zeros(batch, 0, dtype=torch.long, device=device)
     att_history: torch.Tensor | None = None
@@ -67,7 +74,7 @@ def _greedy_rows(
     out: list = [None] * batch
     t = 0
     while sentence:
-        logp, memory, weights = model.decode_step(memory, prev)
+        logp, memory, weights = step(memory, prev)
         best_logp, prev = logp.max(dim=-1)
         prev = prev.masked_fill(done, PAD)
         scores += best_logp.masked_fill(done, 0.0)
@@ -76,12 +83,20 @@ def _greedy_rows(
             w = weights.unsqueeze(1)
             att_history = w if att_history is None else torch.cat([att_history, w], 1)
         t += 1
-        done |= (prev == END) | (row_limits <= t)
+        ending = (prev == END) | (row_limits <= t)
+        if floors is not None:
+            floor, scored, alpha = floors
+            dropped |= ~done & ~ending & (
+                _reachable(scores.double(), scored + t, scored + row_limits, alpha) <= floor)
+        done |= ending | dropped
         n_done = int(done.sum())
         if n_done == len(sentence) or n_done >= max(1, len(sentence) // _COMPACT):
             ended = done.nonzero().squeeze(1)
-            for i, row in zip(ended.tolist(), history[ended].tolist()):
+            gone = dropped[ended].tolist()
+            for i, row, drop in zip(ended.tolist(), history[ended].tolist(), gone):
                 b = sentence[i]
+                if drop:
+                    continue  # out[b] stays None
                 # Without <end> a row ran to its limit.
                 length = row.index(END) if END in row else min(limits[b], len(row))
                 a = att_history[i, :length] if att_history is not None else None
@@ -92,7 +107,9 @@ def _greedy_rows(
             sentence = [sentence[i] for i in keep.tolist()]
             memory = _select_memory(memory, keep)
             prev, scores, row_limits = prev[keep], scores[keep], row_limits[keep]
-            history, done = history[keep], done[keep]
+            history, done, dropped = history[keep], done[keep], dropped[keep]
+            if floors is not None:
+                floors = (floors[0][keep], floors[1][keep], floors[2])
             if att_history is not None:
                 att_history = att_history[keep]
     return out
@@ -123,6 +140,15 @@ def best_reachable(log_prob: float, length: int, limit: int, alpha: float) -> fl
         return float("-inf")  # nothing can follow: the hypothesis has already ended
     return max(log_prob / length_penalty(length + 1, alpha),
                log_prob / length_penalty(limit, alpha))
+
+
+def _reachable(log_prob: torch.Tensor, length: torch.Tensor, limit: torch.Tensor,
+               alpha: float) -> torch.Tensor:
+    """`best_reachable` for tensors of rows (float64, as Python computes it); every row has
+    `length` < `limit`."""
+    def penalty(n):
+        return ((5.0 + n.double()) / 6.0) ** alpha if alpha else torch.ones_like(log_prob)
+    return torch.maximum(log_prob / penalty(length + 1), log_prob / penalty(limit))
 
 
 def may_improve(
@@ -171,6 +197,7 @@ def beam_search(
     k = beam
     batch = src.size(0)
     encoded = model.encode(src, src_lengths)
+    step = fast.decode_step(model)
     limits = [int(x) for x in max_lengths.tolist()]
     src_len = [int(x) for x in src_lengths.tolist()]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -190,7 +217,7 @@ def beam_search(
     active_rows = torch.arange(batch, device=device)
     t = 0
     while active:
-        logp, memory, weights = model.decode_step(memory, prev, k)
+        logp, memory, weights = step(memory, prev, k)
         vocab = logp.size(-1)
         n = len(active)
         if with_attention:
@@ -262,7 +289,8 @@ def beam_search(
         history = torch.cat([history[origin], prev[:, None]], dim=1)
         if att_history is not None:
             att_history = att_history[origin]
-    _finish_greedy(model, encoded, left, limits, src_len, alpha, finished, with_attention)
+    _finish_greedy(step, encoded, left, limits, src_len, alpha, n_best, finished,
+                   with_attention)
     results = []
     for b in range(batch):
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)[:n_best]
@@ -301,7 +329,7 @@ def _follow_greedy(following, active, k, t, limits, row_tokens, candidates, hist
     return out
 
 
-def _finish_greedy(model, encoded, left, limits, src_len, alpha, finished,
+def _finish_greedy(step, encoded, left, limits, src_len, alpha, n_best, finished,
                    with_attention) -> None:
     """Decode greedily on their own the greedy paths that left the beam (or whose sentence
     closed first), from where they left, and put each translation first among its
@@ -317,9 +345,19 @@ def _finish_greedy(model, encoded, left, limits, src_len, alpha, finished,
     prev = torch.tensor([token for _, _, token, *_ in left], device=device)
     scores = torch.stack([score for _, _, _, score, *_ in left])
     steps = [len(prefix) for *_, prefix, _ in left]
-    found = _greedy_rows(model, memory, prev, scores,
-                         [limits[b] - n for (b, *_), n in zip(left, steps)], with_attention)
-    for (b, _, _, _, prefix, prefix_att), (tokens, score, att) in zip(left, found):
+    # A greedy translation that cannot score above the n_best-th finished one is not
+    # returned: stop decoding it as soon as that is sure.
+    floor = [sorted((h.score for h in finished[b]), reverse=True)[n_best - 1]
+             if len(finished[b]) >= n_best else float("-inf") for b, *_ in left]
+    floors = (torch.tensor(floor, dtype=torch.float64, device=device),
+              torch.tensor(steps, device=device), alpha)
+    found = _greedy_rows(step, memory, prev, scores,
+                         [limits[b] - n for (b, *_), n in zip(left, steps)], with_attention,
+                         floors)
+    for (b, _, _, _, prefix, prefix_att), result in zip(left, found):
+        if result is None:
+            continue
+        tokens, score, att = result
         words = prefix + tokens
         attention = None
         if with_attention:
@@ -361,103 +399,3 @@ def normalised_score(
         step = logp.gather(1, prev[:, None]).squeeze(1).double()
         total += step.masked_fill(lengths <= t, 0.0)
     return [float(x) / length_penalty(len(s), alpha) for x, s in zip(total.tolist(), scored)]
-
-
-def sample(
-    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
-    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-    generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
-) -> list[Hypothesis]:
-    """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
-
-    Temperature 0 is greedy decoding. With `guidance` g > 0 the next-token scores are
-    log p(y|c) + g * (log p(y|c) - mean over the other classes c' of log p(y|c')), i.e.
-    classifier-free guidance (Sanchez et al., 2023) with the other classes as the contrast:
-    it sharpens what is specific to the requested class. The returned score is the
-    log-probability of the sampled tokens (after the prompt) under the model itself.
-
-    With a `lexicon` each row samples only among the pieces that keep its words inside it
-    (`Lexicon.allowed`); a row with no allowed piece samples freely.
-    """
-    found = dict(sample_stream(model, labels, prompt, max_tokens, temperature, top_k, top_p,
-                              generator, guidance, lexicon))
-    return [found[i] for i in range(labels.size(0))]
-
-
-def sample_stream(
-    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
-    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-    generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
-) -> Iterator[tuple[int, Hypothesis]]:
-    """`sample`, yielding (row, hypothesis) as each row ends, so a caller can show it at once
-    (and keep it when interrupted); rows ending at the same step come in row order."""
-    n = labels.size(0)
-    device = labels.device
-    num_classes = model.config.num_classes
-    guided = guidance > 0 and num_classes > 1
-    # Row block k runs the model conditioned on class (label + k) mod C; block 0 is the label.
-    blocks = num_classes if guided else 1
-    all_labels = torch.cat([(labels + k) % num_classes for k in range(blocks)])
-    inputs = torch.tensor([[START, *prompt]], device=device).expand(n * blocks, -1)
-    logits, state = model(all_labels, inputs)
-    logits = logits[:, -1].float()
-    tokens: list[torch.Tensor] = []
-    scores = torch.zeros(n, device=device)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    if lexicon is not None:
-        tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
-
-    def finished(rows: list[int]) -> Iterator[tuple[int, Hypothesis]]:
-        table = torch.stack(tokens, 1)[rows].tolist() if tokens else [[] for _ in rows]
-        for i, row in zip(rows, table, strict=True):
-            length = row.index(END) if END in row else len(row)
-            yield i, Hypothesis(row[:length], float(scores[i]))
-
-    for _ in range(max_tokens):
-        logp_all = torch.log_softmax(logits, dim=-1).view(blocks, n, -1)
-        logp = logp_all[0].clone()
-        logp[:, PAD] = float("-inf")
-        logp[:, START] = float("-inf")
-        steer = logp
-        if guided:
-            steer = logp + guidance * (logp - logp_all[1:].mean(0))
-        if lexicon is not None:
-            allowed = torch.stack([lexicon.allowed(t) for t in tails]).to(device)
-            allowed |= ~allowed.any(-1, keepdim=True)
-            steer = steer.masked_fill(~allowed, float("-inf"))
-        if temperature <= 0:
-            choice = steer.argmax(-1)
-        else:
-            choice = _sample_from(steer / temperature, top_k, top_p, generator)
-        choice = choice.masked_fill(done, PAD)
-        scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
-        tokens.append(choice)
-        ended = (choice == END) & ~done
-        done |= ended
-        if bool(ended.any()):
-            yield from finished(ended.nonzero().flatten().tolist())
-        if bool(done.all()):
-            return
-        if lexicon is not None:
-            tails = [lexicon.advance(t, c) for t, c in zip(tails, choice.tolist(), strict=True)]
-        feed = choice.masked_fill(done, START).repeat(blocks)[:, None]
-        step_logits, state = model(all_labels, feed, state=state)
-        logits = step_logits[:, -1].float()
-    yield from finished((~done).nonzero().flatten().tolist())  # cut at max_tokens
-
-
-def _sample_from(scores: torch.Tensor, top_k: int, top_p: float, generator) -> torch.Tensor:
-    if top_k > 0:
-        kth = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_scores, order = scores.sort(dim=-1, descending=True)
-        probs = torch.softmax(sorted_scores, dim=-1)
-        # Keep the smallest set whose mass reaches top_p (the first token always stays).
-        drop = probs.cumsum(-1) - probs > top_p
-        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-        scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -169,7 +169,7 @@ def generate_stream(
 
     Samples come in order, each as soon as it and those before it have ended, so a caller
     shows them while the rest are still being drawn."""
-    from seqtool.decoding.search import sample_stream
+    from seqtool.decoding.sampling import sample_stream
 
     labels = loaded.checkpoint.labels
     if label not in labels:
