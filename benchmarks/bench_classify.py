@@ -10,6 +10,8 @@ batches, and `seqtool classify` throughput.
     python benchmarks/bench_classify.py [--seeds 3] [--reuse-seqtool] [--vectors FILE.vec]
     python benchmarks/bench_classify.py --select  # dev-only choice of the shipped settings
     python benchmarks/bench_classify.py --latency  # a call's cost beyond import torch
+    python benchmarks/bench_classify.py --defaults [--single GRU.pt]  # the default beside the
+        # ensemble it replaced, one GRU trained alone and fastText: accuracy, speed, latency
 
 --reuse-seqtool takes the seqtool seed runs (3 ensemble trainings, the expensive part) from
 the previous results/classify.json and marks them "previous run (date)" in the table.
@@ -355,11 +357,26 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path,
                         help="word vectors (corpora/embeddings/glove-6b-100d.vec): adds fastText "
                              "started from them, as the shipped classifier is")
-    parser.add_argument("--repeats", type=int, default=3, help="with --latency: runs of each")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="with --latency or --defaults: runs of each")
     parser.add_argument("--latency", action="store_true",
                         help="only what a classify call costs beyond import torch "
                              "(results/classify-latency.*)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="only the default beside the ensemble, one GRU trained alone and "
+                             "fastText (results/classify-defaults.*)")
+    parser.add_argument("--single", type=Path, help="with --defaults: the GRU trained alone "
+                        "(else trained, with SEQTOOL_SNIPPETS_LM set)")
+    parser.add_argument("--ensemble", type=Path, help="with --defaults: the twelve-GRU "
+                        "ensemble (else restored from the git history)")
     args = parser.parse_args()
+    if args.defaults:
+        from classify_defaults import compare_defaults
+
+        settings = json.loads((RESULTS / "classify.json").read_text())["fasttext"]["settings"]
+        record("classify-defaults", *compare_defaults(DATA, settings, args.single,
+                                                      args.ensemble, args.repeats))
+        return
     if args.latency:
         from classify_latency import classify_latency
 

@@ -210,13 +210,14 @@ def input_feeding_gru(
 
 class DecodeStep:
     """`Translator.decode_step` for decoding without gradients, faster on CPU: the same
-    answers to float rounding (tests/test_nn_fast.py), used by the searches of
+    answers to float rounding (tests/test_search_fast.py), used by the searches of
     `decoding.search`. Prepared from the model's current weights; prepare a new one after
     the weights change.
 
-    - The output projection multiplies by a transposed copy of its weight kept contiguous
-      ([H, V]): BLAS then skips repacking the 8 MB matrix at every step (15 to 20% of the
-      projection's time, most of a step's arithmetic).
+    - Every product multiplies by a transposed copy of its weight kept contiguous ([in, out]):
+      BLAS then skips repacking the weight at every step (15 to 20% of each product; the
+      output projection is most of a step's arithmetic). GRU cells are written out for that
+      (the gate arithmetic in ATen's order); LSTM cells run as they are.
     - Additive attention computes its scores v . tanh(k + q) as 2 v . sigmoid(2k + 2q) (less
       sum(v), a constant the softmax ignores): on this torch's CPU kernels sigmoid is about
       three times as fast as tanh, and the [rows, S, A] tensor it runs over is the second
@@ -224,14 +225,19 @@ class DecodeStep:
     """
 
     def __init__(self, model: torch.nn.Module):
-        decoder = model.decoder
-        self.model, self.decoder = model, decoder
-        self.out_weight = decoder.output.weight.detach().t().contiguous()
-        self.out_bias = decoder.output.bias.detach()
+        def transposed(linear_weight: torch.Tensor) -> torch.Tensor:
+            return linear_weight.detach().t().contiguous()
+
+        decoder = self.decoder = model.decoder
+        self.out = (decoder.output.bias.detach(), transposed(decoder.output.weight))
+        self.combine = (decoder.combine.bias.detach(), transposed(decoder.combine.weight))
+        self.gru = [(transposed(c.weight_ih), transposed(c.weight_hh), c.bias_ih.detach(),
+                     c.bias_hh.detach()) for c in decoder.cells] \
+            if isinstance(decoder.cells[0], torch.nn.GRUCell) else None
         attention = decoder.attention
         self.additive = attention.kind == "bahdanau"
         if self.additive:
-            self.query_weight = attention.query_proj.weight.detach()
+            self.query_weight = transposed(attention.query_proj.weight)
             self.v = attention.energy.weight.detach()[0]
         self._keys: torch.Tensor | None = None
         self._keys2: torch.Tensor | None = None
@@ -243,27 +249,43 @@ class DecodeStep:
         with torch.autocast(emb.device.type, enabled=False):  # as `common.fp32_recurrence`
             x = (torch.cat([emb, memory["attentional"]], dim=-1)
                  if decoder.config.input_feeding else emb)
-            hidden, state = decoder.recur(x, memory["state"])
+            hidden, state = (self._recur(x, memory["state"]) if self.gru is not None
+                             else decoder.recur(x, memory["state"]))
             rows = hidden.size(0)
             query = hidden.view(rows // group, group, -1)
             if self.additive:
                 context, weights = self._additive(query, memory)
-                attentional = torch.tanh(decoder.combine(torch.cat([query, context], dim=-1)))
+                attentional = torch.tanh(_affine(torch.cat([query, context], dim=-1),
+                                                 *self.combine))
             else:
                 attentional, weights = decoder.attend(query, memory["keys"], memory["values"],
                                                       memory["mask"])
             attentional, weights = attentional.reshape(rows, -1), weights.reshape(rows, -1)
-        logits = torch.addmm(self.out_bias.to(attentional.dtype), attentional,
-                             self.out_weight.to(attentional.dtype))
+        bias, weight = self.out
+        logits = torch.addmm(bias.to(attentional.dtype), attentional,
+                             weight.to(attentional.dtype))
         memory = {**memory, "state": state, "attentional": attentional}
         return torch.log_softmax(logits.float(), dim=-1), memory, weights
+
+    def _recur(self, x: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
+        """`Decoder.recur` for GRU cells (no dropout: decoding)."""
+        new_state = []
+        for (w_ih, w_hh, b_ih, b_hh), h in zip(self.gru, state, strict=True):
+            i_r, i_z, i_n = torch.addmm(b_ih, x, w_ih).chunk(3, 1)
+            h_r, h_z, h_n = torch.addmm(b_hh, h, w_hh).chunk(3, 1)
+            reset = h_r.add_(i_r).sigmoid_()
+            update = h_z.add_(i_z).sigmoid_()
+            new = i_n.add(h_n.mul_(reset)).tanh_()
+            x = (h - new).mul_(update).add_(new)
+            new_state.append(x)
+        return x, new_state
 
     def _additive(self, query: torch.Tensor, memory: dict):
         """`Attention.forward` (bahdanau) for query [N, T, H] over one source per N."""
         keys = memory["keys"]
         if keys is not self._keys:  # the source memory changed (sentences left the batch)
             self._keys, self._keys2 = keys, keys * 2
-        energy = self._keys2.unsqueeze(1) + (query @ self.query_weight.t() * 2).unsqueeze(2)
+        energy = self._keys2.unsqueeze(1) + (query @ self.query_weight * 2).unsqueeze(2)
         scores = torch.sigmoid_(energy).matmul(self.v).mul_(2)
         scores = scores.masked_fill(~memory["mask"].unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
@@ -271,6 +293,12 @@ class DecodeStep:
         return torch.bmm(weights.to(values.dtype), values), weights
 
 
+def _affine(x: torch.Tensor, bias: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """x @ weight_t + bias over the last dimension of x [..., in]."""
+    return torch.addmm(bias, x.reshape(-1, x.size(-1)), weight_t).view(*x.shape[:-1], -1)
+
+
 def decode_step(model: torch.nn.Module):
-    """The step the searches call: `DecodeStep` unless the fast paths are disabled."""
-    return DecodeStep(model) if _enabled else model.decode_step
+    """The step the searches call: `DecodeStep` (decoding, eval mode) unless the fast paths
+    are disabled."""
+    return DecodeStep(model) if _enabled and not model.training else model.decode_step
