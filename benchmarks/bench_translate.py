@@ -248,12 +248,15 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
 def decode_speed(sentences: int = 0) -> tuple[dict, str]:
     """Beam 5 and greedy on the test set, before (`decoding/reference.py`: the plain searches
     that copy the source memory for every hypothesis and reorder it at every step) and after
-    (`decoding/search.py`, the defaults), in fp32 and, where the CPU multiplies bfloat16
-    natively, in bf16: one process, the model loaded once, the variants interleaved chunk by
-    chunk (512 lines, as `seqtool translate` reads them) so that a drift of the machine's load
-    hits them alike. Sentences/s exclude the load (the same for all: its seconds are shown);
-    BLEU, translations identical to before's, and beam 5 below greedy under its own objective
-    (both rescored by teacher forcing in the variant's precision)."""
+    (`decoding/search.py` with `nn/fast.DecodeStep`, the defaults; "search only" = the new
+    searches with the plain `Translator.decode_step`), in fp32 and, where the CPU multiplies
+    bfloat16 natively, in bf16: one process, the model loaded once, the variants interleaved
+    chunk by chunk (512 lines, as `seqtool translate` reads them) so that a drift of the
+    machine's load hits them alike. Sentences/s exclude the load (the same for all: its
+    seconds are shown); BLEU, translations identical to before's, and beam 5 below greedy
+    under its own objective (both rescored by teacher forcing in the variant's precision)."""
+    import contextlib
+
     import torch
 
     from seqtool.decoding import reference, search
@@ -262,6 +265,7 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
     from seqtool.device import autocast
     from seqtool.inference.predict import load
     from seqtool.metrics import corpus_scores
+    from seqtool.nn import fast
     from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel
 
@@ -272,8 +276,9 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
     pairs = pairs[:sentences] if sentences else pairs
     texts, refs = [p.src for p in pairs], [p.tgt for p in pairs]
     impl = {"before": (reference.beam_search_reference, reference.greedy_reference),
+            "search only": (search.beam_search, search.greedy),
             "after": (search.beam_search, search.greedy)}
-    variants = [("before", "fp32"), ("after", "fp32")] + (
+    variants = [("before", "fp32"), ("search only", "fp32"), ("after", "fp32")] + (
         [("after", "bf16")] if native_bf16() else [])
     runs = {(v, p, b): {"seconds": 0.0, "results": []} for v, p in variants for b in (5, 1)}
     try:
@@ -285,7 +290,9 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
                 for b in (5, 1):
                     run = runs[(v, p, b)]
                     begin = time.perf_counter()
-                    run["results"] += translation.translate(texts[first:first + 512], beam=b)
+                    with fast.disabled() if v == "search only" else contextlib.nullcontext():
+                        run["results"] += translation.translate(texts[first:first + 512],
+                                                                beam=b)
                     run["seconds"] += time.perf_counter() - begin
     finally:
         translation_module.beam_search, translation_module.greedy = impl["after"]
@@ -333,7 +340,8 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
     markdown += (f"\n\nOne process, {len(texts)} test sentences, the model loaded once "
                  f"({load_seconds:.2f} s, added to every variant in the load-included column); "
                  "variants interleaved by chunks of 512 lines. before = decoding/reference.py, "
-                 "after = decoding/search.py (the default); bf16 = the output projection in "
+                 "after = decoding/search.py with nn/fast.DecodeStep (the default), search only "
+                 "= decoding/search.py with the plain decode step; bf16 = the output projection in "
                  "bfloat16 (autocast), only where the CPU has AVX512-BF16 or AMX."
                  f"\n\nload average at the end (1, 5, 15 min): {os.getloadavg()}")
     return out, markdown
