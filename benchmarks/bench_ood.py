@@ -96,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", action="append", required=True,
                         help="LABEL=GLOB of classifier checkpoints (repeat)")
+    parser.add_argument("--name", default="ood",
+                        help="results/NAME.{md,json} (another name keeps results/ood.md)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "seqtool-ood"),
                         help="where the downloaded source distribution is kept")
     parser.add_argument("--half", choices=[*HALVES, "all"], default="test",
@@ -112,8 +114,11 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     sets = read_sets(cache, args.half)
-    files = {"movie snippets (in domain, test)":
-             ROOT / "corpora" / "sentiment" / "movie-snippets" / "test.tsv"}
+    # In domain, the split that matches the half read: a choice made on dev halves must not
+    # read the in-domain test split.
+    split = "test" if args.half == "test" else "dev"
+    files = {f"movie snippets (in domain, {split})":
+             ROOT / "corpora" / "sentiment" / "movie-snippets" / f"{split}.tsv"}
     counts = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, rows in sets.items():
@@ -136,7 +141,7 @@ def main() -> None:
                  "movie snippets': mean human rating > 0 positive, < 0 negative; 'clear' keeps "
                  f"|mean| >= {CLEAR}.\n\nModels: " + "; ".join(
                      f"{g}: {', '.join(ms)}" for g, ms in groups.items()))
-    record("ood", {"groups": groups, "half": args.half, "counts": counts, "accuracy": scores},
+    record(args.name, {"groups": groups, "half": args.half, "counts": counts, "accuracy": scores},
            markdown)
 
 

@@ -184,8 +184,10 @@ def beam_search(
     translation that scores below beam 1's. Greedy's path starts as the beam's best
     hypothesis, so it is followed inside the beam (its next token is the best of its row);
     only where it leaves the beam, or its sentence closes first, is the rest decoded greedily
-    on its own, after the search (`_greedy_rows`). A sentence then closes no earlier than if
-    greedy's translation had been known from the start, and closing later changes nothing.
+    on its own, after the search (`_greedy_rows`), and only while it could still score above
+    the sentence's n_best-th finished hypothesis (else it could not be returned). A sentence
+    then closes no earlier than if greedy's translation had been known from the start, and
+    closing later changes nothing. Each step is `fast.decode_step(model)`.
 
     The source side of the memory stays one copy per sentence (`Translator.decode_step` with
     group = beam), and each step's best 2 * beam come from each hypothesis's own best 2 * beam
