@@ -119,7 +119,7 @@ def compare_defaults(data: Path, fasttext_settings: dict, single: Path | None,
         calls = {name: ["-m", "seqtool.cli", "classify", "-m", str(path), ONE_LINE]
                  for name, path in models.items()}
         calls["fastText"] = ["-c", "import sys, fasttext; m = fasttext.load_model(sys.argv[1]);"
-                             " print(m.predict(sys.argv[2].lower()))", str(ft_path), ONE_LINE]
+                             " print(m.predict([sys.argv[2].lower()]))", str(ft_path), ONE_LINE]
         calls["import torch"] = ["-c", "import torch"]
         runs: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(repeats):
