@@ -31,9 +31,9 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
 
     \b
     Example:
-      S=corpora/sentiment/movie-snippets
-      seqtool distill --teacher checkpoints/sentiment-gru.pt --train $S/train.tsv \\
-        --dev $S/dev.tsv --unlabelled corpora/pretraining/train.txt \\
+      S=corpora/sentiment/movie-snippets   # teacher: see checkpoints/README.md
+      seqtool distill --teacher sentiment-gru-ensemble.pt --train $S/train.tsv \\
+        --dev $S/dev.tsv --augment 12 --adversarial 0.05 \\
         --init checkpoints/english-gru-lm-glove.pt --out student.pt --half-checkpoint
     """
     from click.core import ParameterSource
