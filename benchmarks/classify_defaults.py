@@ -116,11 +116,11 @@ def compare_defaults(data: Path, fasttext_settings: dict, single: Path | None,
             "megabytes": ft_path.stat().st_size / 1e6, "parameters": None,
             "sentences_per_s": fasttext_speed(ft, texts, repeats)}
         # One-line latency of a fresh process, the variants interleaved, medians kept.
-        calls = {name: ["-m", "seqtool.cli", "classify", "-m", str(path), ONE_LINE]
-                 for name, path in models.items()}
+        calls = {"import torch": ["-c", "import torch"]}
+        for name, path in models.items():
+            calls[name] = ["-m", "seqtool.cli", "classify", "-m", str(path), ONE_LINE]
         calls["fastText"] = ["-c", "import sys, fasttext; m = fasttext.load_model(sys.argv[1]);"
                              " print(m.predict([sys.argv[2].lower()]))", str(ft_path), ONE_LINE]
-        calls["import torch"] = ["-c", "import torch"]
         runs: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(repeats):
             for name, args in calls.items():

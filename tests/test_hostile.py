@@ -3,6 +3,8 @@ Ctrl-C, options that contradict each other, a resume of another task's run."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import signal
 import subprocess
@@ -82,6 +84,11 @@ def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
             "--seed", "4", "--format", "jsonl"]
     process = subprocess.Popen([sys.executable, "-m", "seqtool.cli", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # A one-page pipe (Linux): the run then blocks on its output until this test reads, so it
+    # is surely still running when the signal comes (with 64 KB of pipe a fast machine could
+    # draw and write all samples between the first line and the signal).
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
     try:
         first = process.stdout.readline()
         assert first and process.poll() is None  # streaming: the run is not over yet
