@@ -9,7 +9,7 @@ same thing (tests/test_nn_fast.py compares them on small float64 models, gradien
 - `input_feeding_gru` (hand-written backpropagation through time) -- plain version
   `Translator._decode_steps`, `Decoder.step` once per target step.
 - `DecodeStep` (one decoding step for the searches; public APIs, arranged for speed) --
-  plain version `Translator.decode_step`.
+  plain version `Translator.decode_step` (compared in tests/test_search_fast.py).
 
 The fast paths are the default (they make the shipped models' outputs); `disabled()` switches
 every caller to the plain version, for tests and for checking a suspicion.
