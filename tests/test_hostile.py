@@ -82,8 +82,11 @@ def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
     130, and every line written is a whole sample of the uninterrupted run, in order."""
     args = ["generate", "-m", str(toy_generator), "--label", "positive", "-n", "3000",
             "--seed", "4", "--format", "jsonl"]
+    # A test run in the background (`pytest &`) inherits an ignored SIGINT: the process gets
+    # Python's own Ctrl-C handling back, as at a terminal.
     process = subprocess.Popen([sys.executable, "-m", "seqtool.cli", *args], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # A one-page pipe (Linux): the run then blocks on its output until this test reads, so it
     # is surely still running when the signal comes (with 64 KB of pipe a fast machine could
     # draw and write all samples between the first line and the signal).
