@@ -87,3 +87,15 @@ def toy_generator(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_translator(tmp_path_factory) -> Path:
     return train_toy(tmp_path_factory, "translate", "en-de.tsv", TINY_TRANSLATE)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than split over several (modules that use it:
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -61,13 +61,7 @@ def single(src: torch.Tensor, lengths: torch.Tensor, b: int):
     return src[b : b + 1, :n], lengths[b : b + 1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than split over several."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = [(seed, beam, alpha, n_best)

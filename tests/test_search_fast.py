@@ -47,12 +47,7 @@ def random_sources(seed: int, batch: int, max_len: int = 7):
     return src, lengths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def same(fast, reference):
