@@ -81,11 +81,13 @@ def test_a_grouped_decode_step_gives_each_row_what_a_copied_memory_gives_it(
 
 @pytest.mark.parametrize(("rnn", "attention", "feeding"), ARCHITECTURES)
 @pytest.mark.parametrize("layers", [1, 2])
-def test_the_fast_decode_step_gives_what_decode_step_gives(rnn, attention, feeding, layers):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_fast_decode_step_gives_what_decode_step_gives(rnn, attention, feeding, layers,
+                                                            dtype):
     """`fast.DecodeStep` (the searches' step) against the plain `Translator.decode_step`: one
     row per sentence and grouped rows, with sentences leaving the batch between steps (its
-    copy of the keys must follow)."""
-    model = random_translator(3, rnn, attention, feeding, layers=layers)
+    copy of the keys must follow). In float32 its products are oneDNN's (`fast.Affine`)."""
+    model = random_translator(3, rnn, attention, feeding, layers=layers).to(dtype)
     src, lengths = random_sources(4, 5)
     step = fast.DecodeStep(model)
     with torch.no_grad():
@@ -110,6 +112,83 @@ def test_the_fast_decode_step_gives_what_decode_step_gives(rnn, attention, feedi
                                                                  else rows)
                                       for key, v in m.items()} for m in (memory, plain))
                     prev = prev[rows]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 320, 700])
+def test_affine_gives_what_linear_gives(rows):
+    """`fast.Affine`, the fast step's products: oneDNN's on a packed weight in float32 on CPU
+    (where this torch has oneDNN, as the CPU wheels do), BLAS in float64 and under autocast;
+    any row count, 2-d and 3-d inputs, with and without a bias."""
+    g = torch.Generator().manual_seed(rows)
+    weight, bias = torch.randn(37, 19, generator=g), torch.randn(37, generator=g)
+    x = torch.randn(rows, 19, generator=g)
+    for b in (bias, None):
+        affine = fast.Affine(weight, b)
+        assert (affine.packed is not None) == torch.backends.mkldnn.is_available()
+        torch.testing.assert_close(affine(x), torch.nn.functional.linear(x, weight, b))
+        torch.testing.assert_close(affine(x.view(rows, 1, 19)),
+                                   torch.nn.functional.linear(x, weight, b).view(rows, 1, 37))
+        assert torch.equal(affine(x[:1]), affine(x)[:1])  # a row's result ignores the others
+        wide = fast.Affine(weight.double(), None if b is None else b.double())
+        assert wide.packed is None
+        torch.testing.assert_close(wide(x.double()),
+                                   torch.nn.functional.linear(x.double(), weight.double(),
+                                                              None if b is None else b.double()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = fast.Affine(weight, bias)(x)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), torch.nn.functional.linear(x, weight, bias),
+                               atol=0.1, rtol=0.02)
+
+
+@pytest.mark.parametrize(("rows", "width", "m"), [(1, 4000, 10), (5, 8000, 10), (320, 8000, 10),
+                                              (7, 8037, 10), (64, 8000, 1), (3, 450, 1),
+                                              (4, 50, 3), (9, 12345, 25)])
+def test_top_tokens_gives_what_topk_gives(rows, width, m):
+    """`fast.top_tokens` (by way of block maxima where the width allows) against topk, on
+    scores whose best are spread over the blocks, bunched in one, or in the partial block."""
+    g = torch.Generator().manual_seed(width + m)
+    spread = torch.randn(rows, width, generator=g, dtype=torch.float64)
+    bunched = spread.clone()
+    bunched[:, 200:200 + 2 * m] += 10.0
+    tail = spread.clone()
+    tail[:, -m:] += 10.0
+    for scores in (spread, bunched, tail, torch.log_softmax(3 * spread, 1).float()):
+        values, columns = fast.top_tokens(scores, m)
+        expected = scores.topk(m, dim=1)
+        assert torch.equal(values, expected.values)
+        assert torch.equal(columns, expected.indices)
+
+
+def test_the_fast_step_prepares_weights_once_and_again_after_they_change():
+    model = random_translator(5)
+    src, lengths = random_sources(5, 3)
+    first = fast.DecodeStep(model)
+    assert fast.DecodeStep(model).prepared is first.prepared
+    with torch.no_grad():
+        model.decoder.output.bias.add_(1.0)  # in place, as an optimizer step
+        memory = model.encode(src, lengths)
+        prev = torch.full((3,), 4)
+        step = fast.DecodeStep(model)
+        assert step.prepared is not first.prepared
+        torch.testing.assert_close(step(memory, prev)[0], model.decode_step(memory, prev)[0])
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_a_search_over_a_large_vocabulary_returns_what_the_reference_returns(beam):
+    """Vocabularies wide enough for `fast.top_tokens` to take its block maxima."""
+    model = random_translator(11, tgt_vocab=4500)
+    src, lengths = random_sources(11, 6)
+    limits = lengths + 3
+    with torch.no_grad():
+        if beam == 1:
+            same(greedy(model, src, lengths, limits),
+                 greedy_reference(model, src, lengths, limits))
+            return
+        for f, r in zip(beam_search(model, src, lengths, limits, beam, 1.0, 2),
+                        beam_search_reference(model, src, lengths, limits, beam, 1.0, 2),
+                        strict=True):
+            same(f, r)
 
 
 @pytest.mark.parametrize(("rnn", "attention", "feeding"), ARCHITECTURES)

@@ -75,7 +75,7 @@ def _greedy_rows(
     t = 0
     while sentence:
         logp, memory, weights = step(memory, prev)
-        best_logp, prev = logp.max(dim=-1)
+        best_logp, prev = (x.squeeze(1) for x in fast.top_tokens(logp, 1))
         prev = prev.masked_fill(done, PAD)
         scores += best_logp.masked_fill(done, 0.0)
         history = torch.cat([history, prev[:, None]], 1)
@@ -227,7 +227,7 @@ def beam_search(
             att_history = w if att_history is None else torch.cat([att_history, w], 1)
         # The best 2k of all k * vocab continuations are among the best 2k of each hypothesis.
         m = min(2 * k, vocab)
-        row_scores, row_tokens = logp.topk(m, dim=1)
+        row_scores, row_tokens = fast.top_tokens(logp, m)
         candidates = (alive.view(-1, 1) + row_scores).view(n, k * m)
         top_scores, top_index = candidates.topk(2 * k, dim=1)
         top_beam, top_token = top_index // m, row_tokens.view(n, k * m).gather(1, top_index)
