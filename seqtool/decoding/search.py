@@ -206,12 +206,10 @@ def beam_search(
     greedy_tokens: list[list[int] | None] = [None] * batch
     following = dict.fromkeys(range(batch), 0) if include_greedy else {}  # sentence -> row
     left: list[tuple] = []  # greedy paths that left the beam, to finish on their own
-    rows = torch.arange(batch, device=device).repeat_interleave(k)
-    memory = {key: v if key in SOURCE_KEYS else select_state(v, rows)
-              for key, v in encoded.items()}
+    memory = encoded
     alive = torch.full((batch, k), float("-inf"), device=device)
     alive[:, 0] = 0.0
-    prev = torch.full((batch * k,), START, dtype=torch.long, device=device)
+    prev = torch.full((batch,), START, dtype=torch.long, device=device)
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
     att_history: torch.Tensor | None = None
     active = list(range(batch))  # original sentence index of each row group
@@ -219,7 +217,14 @@ def beam_search(
     active_rows = torch.arange(batch, device=device)
     t = 0
     while active:
-        logp, memory, weights = step(memory, prev, k)
+        if t == 0:  # all k hypotheses are <start>: one row per sentence, then k copies of it
+            logp, memory, weights = step(memory, prev)
+            copies = torch.arange(batch, device=device).repeat_interleave(k)
+            memory = {key: v if key in SOURCE_KEYS else select_state(v, copies)
+                      for key, v in memory.items()}
+            logp, weights = logp.index_select(0, copies), weights.index_select(0, copies)
+        else:
+            logp, memory, weights = step(memory, prev, k)
         vocab = logp.size(-1)
         n = len(active)
         if with_attention:
