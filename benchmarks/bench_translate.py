@@ -11,7 +11,7 @@ uses that: this machine's speed drifts by 20% from hour to hour; with --joey-qua
 is also trained with benchmarks/joey/fr-en-quality.yaml for M minutes (the anchor: 40) and its
 best checkpoint tested (BLEU, chrF, sentences/s, beam 5 and greedy).
 Decoding speed before and after the fast searches (beam 5 and greedy, one run):
-python benchmarks/bench_translate.py --decode-speed [--sentences N].
+python benchmarks/bench_translate.py --decode-speed [--sentences N] [--rounds R] [--threads N].
 Run: python benchmarks/bench_translate.py [--quality-only] [--joey-python VENV/bin/python
 [--joey-quality-minutes 40]]
 (the venv: pip install torch==2.13.0 sentencepiece==0.2.0 importlib_metadata, then
@@ -245,7 +245,7 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
     return out
 
 
-def decode_speed(sentences: int = 0) -> tuple[dict, str]:
+def decode_speed(sentences: int = 0, rounds: int = 2) -> tuple[dict, str]:
     """Beam 5 and greedy on the test set, before (`decoding/reference.py`: the plain searches
     that copy the source memory for every hypothesis and reorder it at every step) and after
     (`decoding/search.py` with `nn/fast.DecodeStep`, the defaults; "search only" = the new
@@ -280,20 +280,25 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
             "after": (search.beam_search, search.greedy)}
     variants = [("before", "fp32"), ("search only", "fp32"), ("after", "fp32")] + (
         [("after", "bf16")] if native_bf16() else [])
-    runs = {(v, p, b): {"seconds": 0.0, "results": []} for v, p in variants for b in (5, 1)}
+    runs = {(v, p, b): {"seconds": 0.0, "round_seconds": [0.0] * rounds, "results": []}
+            for v, p in variants for b in (5, 1)}
     try:
-        for first in range(0, len(texts), 512):
-            for v, p in variants:
-                translation_module.beam_search, translation_module.greedy = impl[v]
-                translation = Translation(loaded.model, loaded.tokenizer,
-                                          loaded.target_tokenizer, p)
-                for b in (5, 1):
-                    run = runs[(v, p, b)]
-                    begin = time.perf_counter()
-                    with fast.disabled() if v == "search only" else contextlib.nullcontext():
-                        run["results"] += translation.translate(texts[first:first + 512],
-                                                                beam=b)
-                    run["seconds"] += time.perf_counter() - begin
+        for round_ in range(rounds):
+            for first in range(0, len(texts), 512):
+                for v, p in variants:
+                    translation_module.beam_search, translation_module.greedy = impl[v]
+                    translation = Translation(loaded.model, loaded.tokenizer,
+                                              loaded.target_tokenizer, p)
+                    for b in (5, 1):
+                        run = runs[(v, p, b)]
+                        begin = time.perf_counter()
+                        with fast.disabled() if v == "search only" else contextlib.nullcontext():
+                            results = translation.translate(texts[first:first + 512], beam=b)
+                        run["round_seconds"][round_] += time.perf_counter() - begin
+                        if round_ == 0:
+                            run["results"] += results
+        for run in runs.values():
+            run["seconds"] = sum(run["round_seconds"]) / rounds
     finally:
         translation_module.beam_search, translation_module.greedy = impl["after"]
     ids = [s[:512] for s in loaded.tokenizer.encode_batch(texts)]
@@ -322,8 +327,11 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
             same = sum(a.text == t for a, t in zip(runs[("before", "fp32", b)]["results"],
                                                     texts_out))
             speed = len(texts) / run["seconds"]
-            ratio = run["seconds"] and runs[("before", "fp32", b)]["seconds"] / run["seconds"]
+            before = runs[("before", "fp32", b)]
+            ratio = before["seconds"] / run["seconds"]
+            round_ratios = [x / y for x, y in zip(before["round_seconds"], run["round_seconds"])]
             result = {"seconds": run["seconds"], "sentences_per_s": speed,
+                      "speedup_by_round": round_ratios,
                       "sentences_per_s_load_included":
                           len(texts) / (run["seconds"] + load_seconds),
                       "bleu": corpus_scores(texts_out, refs)["bleu"], "same_as_before": same,
@@ -332,12 +340,15 @@ def decode_speed(sentences: int = 0) -> tuple[dict, str]:
                 result["beam_below_greedy"] = below
             out["runs"][f"{v} {p} beam {b}"] = result
             rows.append([f"{v} ({p})", "beam 5" if b == 5 else "greedy", speed,
-                         result["sentences_per_s_load_included"], ratio, result["bleu"],
+                         result["sentences_per_s_load_included"], ratio,
+                         " ".join(f"{r:.2f}" for r in round_ratios), result["bleu"],
                          f"{same}/{len(texts)}", below if b == 5 else "-"])
     markdown = table(["search", "beam", "sentences/s", "sentences/s (load incl.)",
-                      "speedup over before", "BLEU", "same translation as before",
+                      "speedup over before", "speedup by round", "BLEU",
+                      "same translation as before",
                       "beam 5 below greedy (own objective)"], rows)
-    markdown += (f"\n\nOne process, {len(texts)} test sentences, the model loaded once "
+    markdown += (f"\n\nOne process, {len(texts)} test sentences, {rounds} rounds (the speeds "
+                 "are their means; quality from the first), the model loaded once "
                  f"({load_seconds:.2f} s, added to every variant in the load-included column); "
                  "variants interleaved by chunks of 512 lines. before = decoding/reference.py, "
                  "after = decoding/search.py with nn/fast.DecodeStep (the default), search only "
@@ -389,10 +400,21 @@ def main() -> None:
                              "(benchmarks/results/translate-speed.*).")
     parser.add_argument("--sentences", type=int, default=0,
                         help="With --decode-speed: the first N test sentences (0 = all).")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="With --decode-speed: time every variant this many times.")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="With --decode-speed: torch threads (0 = torch's default); "
+                             "another than the default writes translate-speed-Nthread.*.")
     args = parser.parse_args()
     if args.decode_speed:
-        results, markdown = decode_speed(args.sentences)
-        record("translate-speed", results, markdown)
+        name = "translate-speed"
+        if args.threads:
+            import torch
+
+            name += "" if args.threads == torch.get_num_threads() else f"-{args.threads}thread"
+            torch.set_num_threads(args.threads)
+        results, markdown = decode_speed(args.sentences, args.rounds)
+        record(name, results, markdown)
         return
     from seqtool.checkpoint import Checkpoint
 
