@@ -82,14 +82,20 @@ def test_a_grouped_decode_step_gives_each_row_what_a_copied_memory_gives_it(
 @pytest.mark.parametrize(("rnn", "attention", "feeding"), ARCHITECTURES)
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("token_gates", [True, False])
 def test_the_fast_decode_step_gives_what_decode_step_gives(rnn, attention, feeding, layers,
-                                                            dtype):
+                                                            dtype, token_gates, monkeypatch):
     """`fast.DecodeStep` (the searches' step) against the plain `Translator.decode_step`: one
     row per sentence and grouped rows, with sentences leaving the batch between steps (its
-    copy of the keys must follow). In float32 its products are oneDNN's (`fast.Affine`)."""
+    copy of the keys must follow). In float32 its products are oneDNN's (`fast.Affine`);
+    GRU input gates from the table of every token's share, or (a vocabulary too large for
+    the table) from the embeddings."""
+    if not token_gates:
+        monkeypatch.setattr(fast, "_MAX_TOKEN_GATES", 0)
     model = random_translator(3, rnn, attention, feeding, layers=layers).to(dtype)
     src, lengths = random_sources(4, 5)
     step = fast.DecodeStep(model)
+    assert (step.prepared.token_gates is not None) == (token_gates and rnn == "gru")
     with torch.no_grad():
         encoded = model.encode(src, lengths)
         for group in (1, 3):

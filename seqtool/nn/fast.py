@@ -218,9 +218,23 @@ class _DecoderWeights:
     def __init__(self, decoder: torch.nn.Module):
         self.out = Affine(decoder.output.weight, decoder.output.bias)
         self.combine = Affine(decoder.combine.weight, decoder.combine.bias)
-        self.gru = [(Affine(c.weight_ih, c.bias_ih), Affine(c.weight_hh, c.bias_hh))
-                    for c in decoder.cells] \
-            if isinstance(decoder.cells[0], torch.nn.GRUCell) else None
+        cells = decoder.cells
+        vocab, embed_dim = decoder.embedding.weight.shape
+        gru = isinstance(cells[0], torch.nn.GRUCell)
+        self.token_gates = self.feeding_gates = None
+        if gru and vocab * cells[0].weight_ih.size(0) <= _MAX_TOKEN_GATES:
+            # The embedding's share of the first layer's input gates, with their bias, for
+            # every token at once: a step looks its rows up instead of multiplying them.
+            w_ih = cells[0].weight_ih.detach()
+            self.token_gates = torch.addmm(cells[0].bias_ih.detach(),
+                                           decoder.embedding.weight.detach(),
+                                           w_ih[:, :embed_dim].t())
+            if decoder.config.input_feeding:  # the attentional vector's share
+                self.feeding_gates = Affine(w_ih[:, embed_dim:], None)
+        # Per GRU layer: its input gates (None where token_gates stand for them), hidden gates.
+        self.gru = [(None if i == 0 and self.token_gates is not None
+                     else Affine(c.weight_ih, c.bias_ih), Affine(c.weight_hh, c.bias_hh))
+                    for i, c in enumerate(cells)] if gru else None
         attention = decoder.attention
         self.additive = attention.kind == "bahdanau"
         if self.additive:
@@ -228,6 +242,8 @@ class _DecoderWeights:
             self.query2 = Affine(2 * attention.query_proj.weight.detach(), None)
             self.v = attention.energy.weight.detach()[0]
 
+
+_MAX_TOKEN_GATES = 2**24  # floats (64 MB): above it a step multiplies the embeddings instead
 
 _prepared_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -269,12 +285,14 @@ class DecodeStep:
     @torch.no_grad()
     def __call__(self, memory: dict, prev_tokens: torch.Tensor, group: int = 1):
         decoder = self.decoder
-        emb = decoder.embedding(prev_tokens)
-        with torch.autocast(emb.device.type, enabled=False):  # as `common.fp32_recurrence`
-            x = (torch.cat([emb, memory["attentional"]], dim=-1)
-                 if decoder.config.input_feeding else emb)
-            hidden, state = (self._recur(x, memory["state"]) if self.prepared.gru is not None
-                             else decoder.recur(x, memory["state"]))
+        with torch.autocast(prev_tokens.device.type, enabled=False):  # `common.fp32_recurrence`
+            if self.prepared.gru is not None:
+                hidden, state = self._recur(prev_tokens, memory)
+            else:
+                emb = decoder.embedding(prev_tokens)
+                x = (torch.cat([emb, memory["attentional"]], dim=-1)
+                     if decoder.config.input_feeding else emb)
+                hidden, state = decoder.recur(x, memory["state"])
             rows = hidden.size(0)
             query = hidden.view(rows // group, group, -1)
             if self.prepared.additive:
@@ -289,11 +307,23 @@ class DecodeStep:
         memory = {**memory, "state": state, "attentional": attentional}
         return torch.log_softmax(logits.float(), dim=-1), memory, weights
 
-    def _recur(self, x: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
-        """`Decoder.recur` for GRU cells (no dropout: decoding)."""
+    def _recur(self, prev_tokens: torch.Tensor, memory: dict) -> tuple[torch.Tensor, list]:
+        """`Decoder.recur` for GRU cells over the embedded `prev_tokens` (and the attentional
+        vectors with input feeding); no dropout: decoding."""
+        prepared, decoder = self.prepared, self.decoder
+        if prepared.token_gates is not None:
+            gates = prepared.token_gates.index_select(0, prev_tokens)
+            if prepared.feeding_gates is not None:
+                gates = gates.add_(prepared.feeding_gates(memory["attentional"]))
+        else:
+            x = decoder.embedding(prev_tokens)
+            if decoder.config.input_feeding:
+                x = torch.cat([x, memory["attentional"]], dim=-1)
+            gates = prepared.gru[0][0](x)
         new_state = []
-        for (input_gates, hidden_gates), h in zip(self.prepared.gru, state, strict=True):
-            i_r, i_z, i_n = input_gates(x).chunk(3, 1)
+        for layer, ((input_gates, hidden_gates), h) in enumerate(
+                zip(prepared.gru, memory["state"], strict=True)):
+            i_r, i_z, i_n = (gates if layer == 0 else input_gates(x)).chunk(3, 1)
             h_r, h_z, h_n = hidden_gates(h).chunk(3, 1)
             reset = h_r.add_(i_r).sigmoid_()
             update = h_z.add_(i_z).sigmoid_()
@@ -350,7 +380,11 @@ def _onednn_packed(weight: torch.Tensor) -> torch.Tensor | None:
             and torch.backends.mkldnn.is_available()):
         return None
     try:
-        return torch.ops.mkldnn._reorder_linear_weight(weight, _PACKED_ROWS)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _PACKED_ROWS)
+        # One row through both paths: a build whose op misbehaves falls back to BLAS.
+        probe = weight[:1]  # [1, in]
+        got = torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+        return packed if torch.allclose(got, probe @ weight.t(), rtol=1e-4, atol=1e-4) else None
     except (RuntimeError, AttributeError):  # a build without these ops: BLAS it is
         return None
 
