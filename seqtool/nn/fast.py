@@ -240,7 +240,7 @@ class _DecoderWeights:
         if self.additive:
             # 2 W_q: the scores' sigmoid takes 2k + 2q (see DecodeStep._additive).
             self.query2 = Affine(2 * attention.query_proj.weight.detach(), None)
-            self.v = attention.energy.weight.detach()[0]
+            self.energy2 = Affine(2 * attention.energy.weight.detach(), None)  # 2 v
 
 
 _MAX_TOKEN_GATES = 2**24  # floats (64 MB): above it a step multiplies the embeddings instead
@@ -338,7 +338,7 @@ class DecodeStep:
         if keys is not self._keys:  # the source memory changed (sentences left the batch)
             self._keys, self._keys2 = keys, keys * 2
         energy = self._keys2.unsqueeze(1) + self.prepared.query2(query).unsqueeze(2)
-        scores = torch.sigmoid_(energy).matmul(self.prepared.v).mul_(2)
+        scores = self.prepared.energy2(torch.sigmoid_(energy)).squeeze(-1)
         scores = scores.masked_fill(~memory["mask"].unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         values = memory["values"]
