@@ -11,7 +11,8 @@ uses that: this machine's speed drifts by 20% from hour to hour; with --joey-qua
 is also trained with benchmarks/joey/fr-en-quality.yaml for M minutes (the anchor: 40) and its
 best checkpoint tested (BLEU, chrF, sentences/s, beam 5 and greedy).
 Decoding speed before and after the fast searches (beam 5 and greedy, one run):
-python benchmarks/bench_translate.py --decode-speed [--sentences N] [--rounds R] [--threads N].
+python benchmarks/bench_translate.py --decode-speed [--sentences N] [--rounds R] [--threads N];
+the command line against an earlier revision: --cli-against REV [--rounds R].
 Run: python benchmarks/bench_translate.py [--quality-only] [--joey-python VENV/bin/python
 [--joey-quality-minutes 40]]
 (the venv: pip install torch==2.13.0 sentencepiece==0.2.0 importlib_metadata, then
@@ -245,119 +246,6 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
     return out
 
 
-def decode_speed(sentences: int = 0, rounds: int = 2) -> tuple[dict, str]:
-    """Beam 5 and greedy on the test set, before (`decoding/reference.py`: the plain searches
-    that copy the source memory for every hypothesis and reorder it at every step) and after
-    (`decoding/search.py` with `nn/fast.DecodeStep`, the defaults; "search only" = the new
-    searches with the plain `Translator.decode_step`), in fp32 and, where the CPU multiplies
-    bfloat16 natively, in bf16: one process, the model loaded once, the variants interleaved
-    chunk by chunk (512 lines, as `seqtool translate` reads them) so that a drift of the
-    machine's load hits them alike. Sentences/s exclude the load (the same for all: its
-    seconds are shown); BLEU, translations identical to before's, and beam 5 below greedy
-    under its own objective (both rescored by teacher forcing in the variant's precision)."""
-    import contextlib
-
-    import torch
-
-    from seqtool.decoding import reference, search
-    from seqtool.decoding import translation as translation_module
-    from seqtool.decoding.translation import Translation, native_bf16
-    from seqtool.device import autocast
-    from seqtool.inference.predict import load
-    from seqtool.metrics import corpus_scores
-    from seqtool.nn import fast
-    from seqtool.text.batching import translate_batch
-    from seqtool.text.data import read_parallel
-
-    start = time.perf_counter()
-    loaded = load(SHIPPED, "translate")
-    load_seconds = time.perf_counter() - start
-    pairs = read_parallel(DATA / "test.fr", DATA / "test.en")
-    pairs = pairs[:sentences] if sentences else pairs
-    texts, refs = [p.src for p in pairs], [p.tgt for p in pairs]
-    impl = {"before": (reference.beam_search_reference, reference.greedy_reference),
-            "search only": (search.beam_search, search.greedy),
-            "after": (search.beam_search, search.greedy)}
-    variants = [("before", "fp32"), ("search only", "fp32"), ("after", "fp32")] + (
-        [("after", "bf16")] if native_bf16() else [])
-    runs = {(v, p, b): {"seconds": 0.0, "round_seconds": [0.0] * rounds, "results": []}
-            for v, p in variants for b in (5, 1)}
-    try:
-        for round_ in range(rounds):
-            for first in range(0, len(texts), 512):
-                for v, p in variants:
-                    translation_module.beam_search, translation_module.greedy = impl[v]
-                    translation = Translation(loaded.model, loaded.tokenizer,
-                                              loaded.target_tokenizer, p)
-                    for b in (5, 1):
-                        run = runs[(v, p, b)]
-                        begin = time.perf_counter()
-                        with fast.disabled() if v == "search only" else contextlib.nullcontext():
-                            results = translation.translate(texts[first:first + 512], beam=b)
-                        run["round_seconds"][round_] += time.perf_counter() - begin
-                        if round_ == 0:
-                            run["results"] += results
-        for run in runs.values():
-            run["seconds"] = sum(run["round_seconds"]) / rounds
-    finally:
-        translation_module.beam_search, translation_module.greedy = impl["after"]
-    ids = [s[:512] for s in loaded.tokenizer.encode_batch(texts)]
-
-    def objective(precision: str, results: list) -> list[float]:
-        scores = []
-        with torch.no_grad(), autocast(torch.device("cpu"), precision):
-            for first in range(0, len(ids), 64):
-                rows = range(first, min(first + 64, len(ids)))
-                batch = translate_batch([ids[i] for i in rows])
-                limits = (batch["src_lengths"].double() * 2.0 + 5).long()
-                scores += search.normalised_score(
-                    loaded.model, batch["src"], batch["src_lengths"], limits,
-                    [results[i].hypotheses[0].tokens for i in rows])
-        return scores
-
-    out: dict = {"sentences": len(texts), "load_seconds": load_seconds, "runs": {}}
-    rows = []
-    for v, p in variants:
-        greedy_scores = objective(p, runs[(v, p, 1)]["results"])
-        beam_scores = objective(p, runs[(v, p, 5)]["results"])
-        below = sum(bs < gs - 1e-4 for bs, gs in zip(beam_scores, greedy_scores))
-        for b in (5, 1):
-            run = runs[(v, p, b)]
-            texts_out = [r.text for r in run["results"]]
-            same = sum(a.text == t for a, t in zip(runs[("before", "fp32", b)]["results"],
-                                                    texts_out))
-            speed = len(texts) / run["seconds"]
-            before = runs[("before", "fp32", b)]
-            ratio = before["seconds"] / run["seconds"]
-            round_ratios = [x / y for x, y in zip(before["round_seconds"], run["round_seconds"])]
-            result = {"seconds": run["seconds"], "sentences_per_s": speed,
-                      "speedup_by_round": round_ratios,
-                      "sentences_per_s_load_included":
-                          len(texts) / (run["seconds"] + load_seconds),
-                      "bleu": corpus_scores(texts_out, refs)["bleu"], "same_as_before": same,
-                      "speedup": ratio}
-            if b == 5:
-                result["beam_below_greedy"] = below
-            out["runs"][f"{v} {p} beam {b}"] = result
-            rows.append([f"{v} ({p})", "beam 5" if b == 5 else "greedy", speed,
-                         result["sentences_per_s_load_included"], ratio,
-                         " ".join(f"{r:.2f}" for r in round_ratios), result["bleu"],
-                         f"{same}/{len(texts)}", below if b == 5 else "-"])
-    markdown = table(["search", "beam", "sentences/s", "sentences/s (load incl.)",
-                      "speedup over before", "speedup by round", "BLEU",
-                      "same translation as before",
-                      "beam 5 below greedy (own objective)"], rows)
-    markdown += (f"\n\nOne process, {len(texts)} test sentences, {rounds} rounds (the speeds "
-                 "are their means; quality from the first), the model loaded once "
-                 f"({load_seconds:.2f} s, added to every variant in the load-included column); "
-                 "variants interleaved by chunks of 512 lines. before = decoding/reference.py, "
-                 "after = decoding/search.py with nn/fast.DecodeStep (the default), search only "
-                 "= decoding/search.py with the plain decode step; bf16 = the output projection in "
-                 "bfloat16 (autocast), only where the CPU has AVX512-BF16 or AMX."
-                 f"\n\nload average at the end (1, 5, 15 min): {os.getloadavg()}")
-    return out, markdown
-
-
 def bleu_after(minutes: float, command: str, keep: str | None = None) -> float:
     """Retrain with the shipped model's command for `minutes` and score test with beam 5."""
     import tempfile
@@ -401,7 +289,12 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0,
                         help="With --decode-speed: the first N test sentences (0 = all).")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="With --decode-speed: time every variant this many times.")
+                        help="With --decode-speed or --cli-against: time every variant this "
+                             "many times.")
+    parser.add_argument("--cli-against", metavar="REV",
+                        help="Only time `seqtool translate` (beam 5, greedy) on the test set, "
+                             "fresh processes, this tree against git revision REV "
+                             "(benchmarks/results/translate-cli-speed.*).")
     parser.add_argument("--threads", type=int, default=0,
                         help="With --decode-speed: torch threads (0 = torch's default); "
                              "another than the default writes translate-speed-Nthread.*.")
@@ -413,8 +306,15 @@ def main() -> None:
 
             name += "" if args.threads == torch.get_num_threads() else f"-{args.threads}thread"
             torch.set_num_threads(args.threads)
-        results, markdown = decode_speed(args.sentences, args.rounds)
+        from translate_speed import decode_speed
+
+        results, markdown = decode_speed(DATA, SHIPPED, args.sentences, args.rounds)
         record(name, results, markdown)
+        return
+    if args.cli_against:
+        from translate_speed import cli_speed
+
+        record("translate-cli-speed", *cli_speed(DATA, args.cli_against, args.rounds))
         return
     from seqtool.checkpoint import Checkpoint
 
