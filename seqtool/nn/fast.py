@@ -29,6 +29,7 @@ shipped architecture) with every attention kind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Iterator
 
@@ -351,17 +352,20 @@ class Affine:
 
     On CPU in float32 it runs oneDNN's matrix product on a copy of the weight packed once into
     oneDNN's blocked layout (torch.ops.mkldnn, private): on the 8000 x 256 output projection
-    about 1.7x as fast as BLAS (MKL) at 320 rows and 2.4x at 20 (AMD EPYC, 2 threads), and
-    as fast as any row count gives the same row the same result. Elsewhere (another device or
-    dtype, autocast, a torch without oneDNN) it is `torch.addmm` on a transposed copy of the
-    weight kept contiguous, which spares BLAS repacking the weight at every step.
+    about 1.7x as fast as BLAS (MKL) at 320 rows and 2.4x at 20 (AMD EPYC, 2 threads), and a
+    row's result does not depend on the rows beside it. Elsewhere (another device or dtype,
+    autocast, a torch without oneDNN) it is `torch.addmm` on a transposed copy of the weight
+    kept contiguous (made when first needed), which spares BLAS repacking it at every step.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        weight = weight.detach()
+        self.weight = weight.detach()
         self.bias = bias.detach() if bias is not None else None
-        self.weight_t = weight.t().contiguous()  # [in, out]
-        self.packed = _onednn_packed(weight)
+        self.packed = _onednn_packed(self.weight)
+
+    @functools.cached_property
+    def weight_t(self) -> torch.Tensor:  # [in, out]
+        return self.weight.t().contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if (self.packed is not None and x.dtype == torch.float32 and x.device.type == "cpu"
