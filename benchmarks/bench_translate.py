@@ -211,14 +211,14 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
                 "closes at k finished": (old_rule, False)}
     for name, (rule, include_greedy) in variants.items():
         exact_rule, search.may_improve = search.may_improve, rule
-        translation_module.beam_search = functools.partial(search.beam_search,
-                                                include_greedy=include_greedy)
+        translation_module.beam_search_batches = functools.partial(
+            search.beam_search_batches, include_greedy=include_greedy)
         rows_done[0] = 0
         try:
             runs[name] = (translation.translate(texts, beam=beam, alpha=alpha), rows_done[0])
         finally:
             search.may_improve = exact_rule
-            translation_module.beam_search = search.beam_search
+            translation_module.beam_search_batches = search.beam_search_batches
     fast.decode_step = prepare
     ids = [s[: MAX_INPUT_LENGTH]  # as translate cuts them
            for s in loaded.tokenizer.encode_batch(texts)]

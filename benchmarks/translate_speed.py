@@ -45,9 +45,12 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
     pairs = read_parallel(data / "test.fr", data / "test.en")
     pairs = pairs[:sentences] if sentences else pairs
     texts, refs = [p.src for p in pairs], [p.tgt for p in pairs]
-    impl = {"before": (reference.beam_search_reference, reference.greedy_reference),
-            "search only": (search.beam_search, search.greedy),
-            "after": (search.beam_search, search.greedy)}
+    def before_batches(model, batches, *args):
+        return [reference.beam_search_reference(model, *batch, *args) for batch in batches]
+
+    impl = {"before": (before_batches, reference.greedy_reference),
+            "search only": (search.beam_search_batches, search.greedy),
+            "after": (search.beam_search_batches, search.greedy)}
     variants = [("before", "fp32"), ("search only", "fp32"), ("after", "fp32")] + (
         [("after", "bf16")] if native_bf16() else [])
     runs = {(v, p, b): {"seconds": 0.0, "round_seconds": [0.0] * rounds, "results": []}
@@ -56,7 +59,7 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
         for round_ in range(rounds):
             for first in range(0, len(texts), 512):
                 for v, p in variants:
-                    translation_module.beam_search, translation_module.greedy = impl[v]
+                    translation_module.beam_search_batches, translation_module.greedy = impl[v]
                     translation = Translation(loaded.model, loaded.tokenizer,
                                               loaded.target_tokenizer, p)
                     for b in (5, 1):
@@ -70,7 +73,7 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
         for run in runs.values():
             run["seconds"] = sum(run["round_seconds"]) / rounds
     finally:
-        translation_module.beam_search, translation_module.greedy = impl["after"]
+        translation_module.beam_search_batches, translation_module.greedy = impl["after"]
     ids = [s[:512] for s in loaded.tokenizer.encode_batch(texts)]
 
     def objective(precision: str, results: list) -> list[float]:

@@ -232,6 +232,29 @@ def test_beam_search_returns_what_the_reference_returns(
         same(f, r)
 
 
+@pytest.mark.parametrize("greedy_rows", [1, 4, 1000])
+def test_batches_finish_their_greedy_paths_together_with_the_same_results(greedy_rows,
+                                                                          monkeypatch):
+    """`beam_search_batches` (as `Translation.translate` calls it): batches of different
+    source widths, their greedy paths that left the beam finished together (every batch, a
+    few, or all at the end), give each batch what the reference gives it."""
+    monkeypatch.setattr(search, "_GREEDY_ROWS", greedy_rows)
+    model = random_translator(20, tgt_vocab=9)
+    batches = []
+    for seed, (size, width) in enumerate([(9, 3), (8, 7), (10, 5), (7, 9)]):
+        src, lengths = random_sources(100 + seed, size, max_len=width)
+        batches.append((src, lengths, (lengths.double() * 2 + 3).long()))
+    with torch.no_grad():
+        left = [len(search._search(model, fast.decode_step(model), *batch, 2, 1.0, 1, False,
+                                   True).left) for batch in batches]
+        assert min(left) > 0  # greedy paths left every beam (else this tests nothing)
+        found = search.beam_search_batches(model, batches, 2, 1.0, 1, with_attention=True)
+        for batch, hyps in zip(batches, found, strict=True):
+            reference = beam_search_reference(model, *batch, 2, 1.0, 1, with_attention=True)
+            for f, r in zip(hyps, reference, strict=True):
+                same(f, r)
+
+
 def test_a_beam_wider_than_the_vocabulary_returns_what_the_reference_returns():
     model = random_translator(7, tgt_vocab=5)
     src, lengths = random_sources(7, 3, max_len=3)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from seqtool.config import MAX_INPUT_LENGTH
-from seqtool.decoding.search import Hypothesis, beam_search, greedy
+from seqtool.decoding.search import Hypothesis, beam_search_batches, greedy
 from seqtool.device import autocast, model_device
 from seqtool.text.batching import length_sorted, translate_batch
 from seqtool.text.tokenizer import Tokenizer
@@ -74,19 +74,21 @@ class Translation:
             if not s:  # an empty line translates to an empty line
                 results[i] = TranslationResult("", 0.0, [Hypothesis([], 0.0, [])], [], [])
         todo = [i for i, s in enumerate(ids) if s]
+        order, batches = [], []
         for idx in length_sorted([len(ids[i]) for i in todo], batch_size):
-            rows = [todo[j] for j in idx]
-            batch = translate_batch([ids[i] for i in rows])
+            order.append([todo[j] for j in idx])
+            batch = translate_batch([ids[i] for i in order[-1]])
             src = batch["src"].to(device)
             lengths = batch["src_lengths"].to(device)
-            limits = (lengths.double() * max_length_ratio + 5).long()
-            with autocast(device, self.precision):
-                if beam <= 1:
-                    hyps = [[h] for h in greedy(self.model, src, lengths, limits,
-                                                with_attention)]
-                else:
-                    hyps = beam_search(self.model, src, lengths, limits, beam, alpha, n_best,
-                                       with_attention)
+            batches.append((src, lengths, (lengths.double() * max_length_ratio + 5).long()))
+        with autocast(device, self.precision):
+            if beam <= 1:
+                found = [[[h] for h in greedy(self.model, *batch, with_attention)]
+                         for batch in batches]
+            else:
+                found = beam_search_batches(self.model, batches, beam, alpha, n_best,
+                                            with_attention)
+        for rows, hyps in zip(order, found, strict=True):
             for i, hs in zip(rows, hyps, strict=True):
                 best = hs[0]
                 results[i] = TranslationResult(
