@@ -241,7 +241,9 @@ class _DecoderWeights:
         if self.additive:
             # 2 W_q: the scores' sigmoid takes 2k + 2q (see DecodeStep._additive).
             self.query2 = Affine(2 * attention.query_proj.weight.detach(), None)
-            self.energy2 = Affine(2 * attention.energy.weight.detach(), None)  # 2 v
+            # 2 v as a column: one product [rows * S, A] x [A, 1], faster than matmul's
+            # matrix-vector path (oneDNN's would compile a kernel for nearly every step's rows).
+            self.energy2 = 2 * attention.energy.weight.detach().t().contiguous()
 
 
 _MAX_TOKEN_GATES = 2**24  # floats (64 MB): above it a step multiplies the embeddings instead
@@ -250,8 +252,9 @@ _prepared_weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _prepared(decoder: torch.nn.Module) -> _DecoderWeights:
-    """`decoder`'s weights prepared once for as long as they stay the same: packing them costs
-    10 to 30 ms, which every batch of a file and every request of `seqtool serve` would pay.
+    """`decoder`'s weights prepared once for as long as they stay the same: packing them and
+    the token table cost 50 to 100 ms, which every batch of a file and every request of
+    `seqtool serve` would pay.
     A parameter replaced or changed in place (its version counter) prepares them again."""
     signature = tuple((p.data_ptr(), p._version, p.dtype, p.device)
                       for p in decoder.parameters())
@@ -264,13 +267,16 @@ def _prepared(decoder: torch.nn.Module) -> _DecoderWeights:
 class DecodeStep:
     """`Translator.decode_step` for decoding without gradients, faster on CPU: the same
     answers to float rounding (tests/test_search_fast.py), used by the searches of
-    `decoding.search`. Prepared from the model's current weights; prepare a new one after
-    the weights change.
+    `decoding.search`. The weights are prepared once per model (`_prepared`), and again
+    after they change; a DecodeStep holds the memory of one search (not shared by threads).
 
     - Every product is an `Affine`: on CPU in float32, oneDNN's matrix product on a weight
       packed once into its blocked layout; elsewhere BLAS on a transposed copy kept contiguous.
       The output projection is most of a step's arithmetic. GRU cells are written out for
       that (the gate arithmetic in ATen's order); LSTM cells run as they are.
+    - The first GRU layer's input gates take the embedding's share from a table of every
+      token (`_DecoderWeights.token_gates`, 24.6 MB for the shipped translator): half of
+      that layer's input product becomes a lookup.
     - Additive attention computes its scores v . tanh(k + q) as 2 v . sigmoid(2k + 2q) (less
       sum(v), a constant the softmax ignores): on this torch's CPU kernels sigmoid is about
       three times as fast as tanh, and the [rows, S, A] tensor it runs over is the second
@@ -339,7 +345,9 @@ class DecodeStep:
         if keys is not self._keys:  # the source memory changed (sentences left the batch)
             self._keys, self._keys2 = keys, keys * 2
         energy = self._keys2.unsqueeze(1) + self.prepared.query2(query).unsqueeze(2)
-        scores = self.prepared.energy2(torch.sigmoid_(energy)).squeeze(-1)
+        sigmoid = torch.sigmoid_(energy)
+        scores = torch.mm(sigmoid.view(-1, sigmoid.size(-1)), self.prepared.energy2
+                          ).view(sigmoid.shape[:-1])
         scores = scores.masked_fill(~memory["mask"].unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         values = memory["values"]
