@@ -131,7 +131,7 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
     return out, markdown
 
 
-def cli_speed(data: Path, rev: str, rounds: int = 3) -> tuple[dict, str]:
+def cli_speed(data: Path, rev: str, rounds: int = 2) -> tuple[dict, str]:
     """`seqtool translate --beam 5` and `--beam 1` on the 987 test sentences, as a user runs
     them (a fresh process each: Python, `import torch`, the checkpoint, decoding, writing),
     this tree against git revision `rev` (checked out in a temporary worktree, run with its
