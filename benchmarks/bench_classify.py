@@ -34,7 +34,7 @@ from pathlib import Path
 from common import RESULTS, ROOT, record, table
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
-SHIPPED = ROOT / "checkpoints" / "sentiment-gru.pt"
+SHIPPED = ROOT / "checkpoints" / "sentiment-gru.seqtool"
 
 
 def shipped_command() -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from common import ROOT, evaluate_generator, record, table
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
-SHIPPED = ROOT / "checkpoints" / "sentiment-lstm-generator.pt"
+SHIPPED = ROOT / "checkpoints" / "sentiment-lstm-generator.seqtool"
 
 
 def training_speed(steps: int = 40) -> float:
@@ -31,8 +31,8 @@ def training_speed(steps: int = 40) -> float:
 
     from seqtool.checkpoint import Checkpoint
     from seqtool.config import GeneratorConfig
+    from seqtool.nn.batches import generate_batch
     from seqtool.nn.generator import Generator
-    from seqtool.text.batching import generate_batch
     from seqtool.text.data import read_labeled, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from common import ROOT, record, table
 
 DATA = ROOT / "corpora" / "translation" / "bible-fr-en"
-SHIPPED = ROOT / "checkpoints" / "bible-fr-en-gru-attention.pt"
+SHIPPED = ROOT / "checkpoints" / "bible-fr-en-gru-attention.seqtool"
 # Measured on this machine kind with Joey NMT 2.3.0 (see the issue that set the target); the
 # --joey-python options measure them again.
 JOEY_ANCHOR = "anchor (2026-11-21)"
@@ -59,8 +59,8 @@ def training_speed(precision: str, steps: int) -> float:
     from seqtool.checkpoint import Checkpoint
     from seqtool.config import TranslatorConfig
     from seqtool.device import autocast, reuse_freed_memory
+    from seqtool.nn.batches import translate_batch
     from seqtool.nn.translator import Translator
-    from seqtool.text.batching import translate_batch
     from seqtool.text.data import read_parallel, token_budget_batches
     from seqtool.text.tokenizer import Tokenizer
 
@@ -182,7 +182,7 @@ def beam_below_greedy(beam: int = 5, alpha: float = 1.0, tolerance: float = 1e-4
     from seqtool.inference.predict import load
     from seqtool.metrics import corpus_scores
     from seqtool.nn import fast
-    from seqtool.text.batching import translate_batch
+    from seqtool.nn.batches import translate_batch
     from seqtool.text.data import read_parallel
 
     loaded = load(SHIPPED, "translate")

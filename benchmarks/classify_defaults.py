@@ -87,7 +87,7 @@ def compare_defaults(data: Path, fasttext_settings: dict, single: Path | None,
     texts = [text for _, text in test]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = {"distilled GRU (default)": ROOT / "checkpoints" / "sentiment-gru.pt",
+        models = {"distilled GRU (default)": ROOT / "checkpoints" / "sentiment-gru.seqtool",
                   "ensemble of 12 GRUs (before)": ensemble or restore_ensemble(work)}
         if single is None:
             single = work / "single.pt"

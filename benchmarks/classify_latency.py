@@ -18,7 +18,7 @@ def classify_latency(data: Path, repeats: int = 3) -> tuple[dict, str]:
     `python -c "import torch"`, a one-line call and the 1,058 test lines (stdin), each run
     `repeats` times interleaved (the median kept), and the phases of a one-line call timed
     in one process (imports, checkpoint read and checks, model, tokenizers, classifying)."""
-    models = ["sentiment-gru.pt", "brown-genre-gru.pt"]
+    models = ["sentiment-gru.seqtool", "brown-genre-gru.seqtool"]
     lines = (data / "test.tsv").read_text(encoding="utf-8").splitlines()
     texts = "".join(line.split("\t", 1)[1] + "\n" for line in lines)
     one = "A gorgeous, witty, seductive movie."
@@ -46,12 +46,13 @@ def classify_latency(data: Path, repeats: int = 3) -> tuple[dict, str]:
         "from seqtool.inference import predict\nT.append(time.perf_counter())\n"
         "from seqtool.checkpoint import Checkpoint\nfrom seqtool.text.tokenizer import Tokenizer\n"
         "ck = Checkpoint.load(sys.argv[1]); T.append(time.perf_counter())\n"
-        "m = predict._build_loaded('classify', ck.model_config, ck.weights)\n"
+        "m = predict._build_loaded('classify', ck.model_config, ck.torch_weights())\n"
         "T.append(time.perf_counter())\n"
         "toks = {Tokenizer(b) for b in set(ck.tokenizers.values())}\n"
         "T.append(time.perf_counter())\n"
-        "d = predict.resolve_device('auto'); T.append(time.perf_counter())\n"
-        "loaded = predict.load(sys.argv[1], 'classify', 'auto')\n"
+        "from seqtool.device import resolve_device\n"
+        "d = resolve_device('auto'); T.append(time.perf_counter())\n"
+        "loaded = predict.load(sys.argv[1], 'classify', 'auto', 'torch')\n"
         "T.append(time.perf_counter())\n"
         "from seqtool.decoding.scoring import classify_probabilities\n"
         "classify_probabilities(loaded.model, loaded.tokenizer, [sys.argv[2]])\n"

@@ -44,16 +44,18 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def record(name: str, results: dict[str, Any], markdown: str) -> None:
-    """Print the table and write benchmarks/results/NAME.{json,md}."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def record(name: str, results: dict[str, Any], markdown: str,
+           folder: Path | None = None) -> None:
+    """Print the table and write FOLDER/NAME.{json,md} (default benchmarks/results)."""
+    folder = Path(folder) if folder else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     info = machine()
     payload = {"machine": info, **results}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     header = (f"# {name}\n\n{info['date']} on {info['cpu']} ({info['cores']} cores, "
               f"{info['torch_threads']} torch threads), Python {info['python']}, "
               f"torch {info['torch']}\n\n")
-    (RESULTS / f"{name}.md").write_text(header + markdown + "\n")
+    (folder / f"{name}.md").write_text(header + markdown + "\n")
     print(markdown)
 
 

@@ -1,8 +1,9 @@
 """`bench_translate.py --decode-speed` and `--cli-against REV`: how fast the shipped translator
-decodes the test set, before and after the fast searches (issues 22 and 24)."""
+decodes the test set with each backend and step (issues 22, 24 and 32)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -16,76 +17,64 @@ from common import ROOT, table
 
 def decode_speed(data: Path, shipped: Path, sentences: int = 0,
                  rounds: int = 2) -> tuple[dict, str]:
-    """Beam 5 and greedy on the test set, before (`decoding/reference.py`: the plain searches
-    that copy the source memory for every hypothesis and reorder it at every step) and after
-    (`decoding/search.py` with `nn/fast.DecodeStep`, the defaults; "search only" = the new
-    searches with the plain `Translator.decode_step`), in fp32 and, where the CPU multiplies
-    bfloat16 natively, in bf16: one process, the model loaded once, the variants interleaved
-    chunk by chunk (512 lines, as `seqtool translate` reads them) so that a drift of the
-    machine's load hits them alike. Sentences/s exclude the load (the same for all: its
-    seconds are shown); BLEU, translations identical to before's, and beam 5 below greedy
-    under its own objective (both rescored by teacher forcing in the variant's precision)."""
-    import contextlib
-
+    """Beam 5 and greedy on the test set with the one search (`decoding/search.py`) over each
+    step: torch's fast step (`nn/fast.DecodeStep`, the torch backend's default), torch's plain
+    `Translator.decode_step`, and the numpy backend (`seqtool.engine`), in fp32 and, where the
+    CPU multiplies bfloat16 natively, torch in bf16: one process, each model loaded once, the
+    variants interleaved chunk by chunk (512 lines, as `seqtool translate` reads them) so that
+    a drift of the machine's load hits them alike. Sentences/s exclude the load; BLEU,
+    translations identical to the torch fast step's, and beam 5 below greedy under its own
+    objective (both rescored by teacher forcing in the variant's precision)."""
     import torch
 
-    from seqtool.decoding import reference, search
-    from seqtool.decoding import translation as translation_module
+    from seqtool.decoding.search import normalised_score
     from seqtool.decoding.translation import Translation, native_bf16
-    from seqtool.device import autocast
     from seqtool.inference.predict import load
     from seqtool.metrics import corpus_scores
     from seqtool.nn import fast
-    from seqtool.text.batching import translate_batch
+    from seqtool.nn.batches import translate_batch
     from seqtool.text.data import read_parallel
 
     start = time.perf_counter()
-    loaded = load(shipped, "translate")
+    loaded = load(shipped, "translate", backend="torch")
     load_seconds = time.perf_counter() - start
+    numpy_loaded = load(shipped, "translate", backend="numpy")
     pairs = read_parallel(data / "test.fr", data / "test.en")
     pairs = pairs[:sentences] if sentences else pairs
     texts, refs = [p.src for p in pairs], [p.tgt for p in pairs]
-    def before_batches(model, batches, *args):
-        return [reference.beam_search_reference(model, *batch, *args) for batch in batches]
-
-    impl = {"before": (before_batches, reference.greedy_reference),
-            "search only": (search.beam_search_batches, search.greedy),
-            "after": (search.beam_search_batches, search.greedy)}
-    variants = [("before", "fp32"), ("search only", "fp32"), ("after", "fp32")] + (
-        [("after", "bf16")] if native_bf16() else [])
+    baseline = ("torch", "fp32")
+    variants = [("torch", "fp32"), ("torch plain step", "fp32"), ("numpy", "fp32")] + (
+        [("torch", "bf16")] if native_bf16() else [])
     runs = {(v, p, b): {"seconds": 0.0, "round_seconds": [0.0] * rounds, "results": []}
             for v, p in variants for b in (5, 1)}
-    try:
-        for round_ in range(rounds):
-            for first in range(0, len(texts), 512):
-                for v, p in variants:
-                    translation_module.beam_search_batches, translation_module.greedy = impl[v]
-                    translation = Translation(loaded.model, loaded.tokenizer,
-                                              loaded.target_tokenizer, p)
-                    for b in (5, 1):
-                        run = runs[(v, p, b)]
-                        begin = time.perf_counter()
-                        with fast.disabled() if v == "search only" else contextlib.nullcontext():
-                            results = translation.translate(texts[first:first + 512], beam=b)
-                        run["round_seconds"][round_] += time.perf_counter() - begin
-                        if round_ == 0:
-                            run["results"] += results
-        for run in runs.values():
-            run["seconds"] = sum(run["round_seconds"]) / rounds
-    finally:
-        translation_module.beam_search_batches, translation_module.greedy = impl["after"]
+    for round_ in range(rounds):
+        for first in range(0, len(texts), 512):
+            for v, p in variants:
+                model = numpy_loaded.model if v == "numpy" else loaded.model
+                for b in (5, 1):
+                    run = runs[(v, p, b)]
+                    begin = time.perf_counter()
+                    with fast.disabled() if v == "torch plain step" else contextlib.nullcontext():
+                        translation = Translation(model, loaded.tokenizer,
+                                                  loaded.target_tokenizer, p)
+                        results = translation.translate(texts[first:first + 512], beam=b)
+                    run["round_seconds"][round_] += time.perf_counter() - begin
+                    if round_ == 0:
+                        run["results"] += results
+    for run in runs.values():
+        run["seconds"] = sum(run["round_seconds"]) / rounds
     ids = [s[:512] for s in loaded.tokenizer.encode_batch(texts)]
 
     def objective(precision: str, results: list) -> list[float]:
         scores = []
-        with torch.no_grad(), autocast(torch.device("cpu"), precision):
+        with torch.no_grad():
             for first in range(0, len(ids), 64):
                 rows = range(first, min(first + 64, len(ids)))
                 batch = translate_batch([ids[i] for i in rows])
                 limits = (batch["src_lengths"].double() * 2.0 + 5).long()
-                scores += search.normalised_score(
+                scores += normalised_score(
                     loaded.model, batch["src"], batch["src_lengths"], limits,
-                    [results[i].hypotheses[0].tokens for i in rows])
+                    [results[i].hypotheses[0].tokens for i in rows], precision=precision)
         return scores
 
     out: dict = {"sentences": len(texts), "load_seconds": load_seconds, "runs": {}}
@@ -97,18 +86,18 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
         for b in (5, 1):
             run = runs[(v, p, b)]
             texts_out = [r.text for r in run["results"]]
-            same = sum(a.text == t for a, t in zip(runs[("before", "fp32", b)]["results"],
+            same = sum(a.text == t for a, t in zip(runs[(*baseline, b)]["results"],
                                                     texts_out))
             speed = len(texts) / run["seconds"]
-            before = runs[("before", "fp32", b)]
+            before = runs[(*baseline, b)]
             ratio = before["seconds"] / run["seconds"]
             round_ratios = [x / y for x, y in zip(before["round_seconds"], run["round_seconds"])]
             result = {"seconds": run["seconds"], "sentences_per_s": speed,
                       "speedup_by_round": round_ratios,
                       "sentences_per_s_load_included":
                           len(texts) / (run["seconds"] + load_seconds),
-                      "bleu": corpus_scores(texts_out, refs)["bleu"], "same_as_before": same,
-                      "speedup": ratio}
+                      "bleu": corpus_scores(texts_out, refs)["bleu"], "same_as_torch": same,
+                      "speed_against_torch": ratio}
             if b == 5:
                 result["beam_below_greedy"] = below
             out["runs"][f"{v} {p} beam {b}"] = result
@@ -116,17 +105,17 @@ def decode_speed(data: Path, shipped: Path, sentences: int = 0,
                          result["sentences_per_s_load_included"], ratio,
                          " ".join(f"{r:.2f}" for r in round_ratios), result["bleu"],
                          f"{same}/{len(texts)}", below if b == 5 else "-"])
-    markdown = table(["search", "beam", "sentences/s", "sentences/s (load incl.)",
-                      "speedup over before", "speedup by round", "BLEU",
-                      "same translation as before",
+    markdown = table(["step", "beam", "sentences/s", "sentences/s (load incl.)",
+                      "speed / torch fast step", "by round", "BLEU",
+                      "same translation as torch's",
                       "beam 5 below greedy (own objective)"], rows)
     markdown += (f"\n\nOne process, {len(texts)} test sentences, {rounds} rounds (the speeds "
                  "are their means; quality from the first), the model loaded once "
                  f"({load_seconds:.2f} s, added to every variant in the load-included column); "
-                 "variants interleaved by chunks of 512 lines. before = decoding/reference.py, "
-                 "after = decoding/search.py with nn/fast.DecodeStep (the default), search only "
-                 "= decoding/search.py with the plain decode step; bf16 = the output projection in "
-                 "bfloat16 (autocast), only where the CPU has AVX512-BF16 or AMX."
+                 "variants interleaved by chunks of 512 lines, all through decoding/search.py. "
+                 "torch = nn/fast.DecodeStep, torch plain step = Translator.decode_step, numpy = "
+                 "seqtool.engine; bf16 = the output projection in bfloat16 (autocast), only "
+                 "where the CPU has AVX512-BF16 or AMX."
                  f"\n\nload average at the end (1, 5, 15 min): {os.getloadavg()}")
     return out, markdown
 

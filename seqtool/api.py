@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqtool.config import MAX_INPUT_LENGTH, SamplingConfig, SearchConfig
+from seqtool.config import MAX_INPUT_LENGTH, InferenceConfig, SamplingConfig, SearchConfig
 from seqtool.errors import SeqtoolError
 from seqtool.results import AttentionMap, Candidate, ClassifyResult, GenerateResult, TranslateResult
 
@@ -34,6 +34,8 @@ class LoadedModel:
     """A checkpoint loaded for one task; `name` is what it was loaded as (None = default)."""
 
     task = ""
+
+    backend = InferenceConfig.backend  # as asked for; `loaded.backend` is what runs
 
     def __init__(self, loaded: Loaded, name: str | Path | None, device: str):
         self.loaded, self.name, self.device = loaded, name, device
@@ -99,7 +101,7 @@ class LoadedClassifier(LoadedModel):
             return np.zeros((0, self.loaded.model.encoding_dim), np.float32)
         vectors = classify_outputs(self.loaded.model, self.loaded.tokenizer, list(texts),
                                    encode_only=True, max_length=max_input_length)
-        return vectors.numpy()
+        return vectors
 
 
 class LoadedGenerator(LoadedModel):
@@ -159,7 +161,7 @@ class LoadedGenerator(LoadedModel):
                      *(x for labels in self._other_labels.values() for x in labels)]
             raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(known)})")
         if other not in self._others:
-            self._others[other] = load(other, "generate", self.device)
+            self._others[other] = load(other, "generate", self.device, self.backend)
         return self._others[other]
 
     def _lexicon(self, loaded: Loaded, option: str):
@@ -222,19 +224,24 @@ HANDLES = {"classify": LoadedClassifier, "generate": LoadedGenerator,
            "translate": LoadedTranslator}
 
 
-def load(task: str, model: str | Path | None = None, device: str = "auto") -> LoadedModel:
+def load(task: str, model: str | Path | None = None, device: str = "auto",
+         backend: str = InferenceConfig.backend) -> LoadedModel:
     """A model for `task` ("classify", "generate" or "translate"): the task's shipped default
     when `model` is None, else a shipped name (`brown-genre`) or a checkpoint path. `device` is
-    "auto" (cuda when available), "cpu" or "cuda". Errors are `SeqtoolError`s."""
+    "auto" (cuda when available), "cpu" or "cuda"; `backend` "auto", "numpy" (no torch
+    needed) or "torch". Errors are `SeqtoolError`s."""
     from seqtool.inference.predict import load as load_checkpoint
 
     if task not in HANDLES:
         raise SeqtoolError(f"unknown task {task!r}: {', '.join(TASKS)}")
-    return HANDLES[task](load_checkpoint(model, task, device), model, device)
+    handle = HANDLES[task](load_checkpoint(model, task, device, backend), model, device)
+    handle.backend = backend
+    return handle
 
 
 def evaluate(task: str, data: str | Path, model: str | Path | None = None,
-             device: str = "auto", **options: Any) -> dict[str, Any]:
+             device: str = "auto", backend: str = InferenceConfig.backend,
+             **options: Any) -> dict[str, Any]:
     """Score a model on held-out data as `seqtool evaluate TASK` does, and return its report
     (the keys of `--format json`). `data` is the labelled file (classify, generate) or the
     source file (translate, with `ref=`). Options are the command's, dashes as underscores:
@@ -255,7 +262,8 @@ def evaluate(task: str, data: str | Path, model: str | Path | None = None,
 
     if task == "classify":
         o = take({"max_input_length": MAX_INPUT_LENGTH})
-        return evaluation.evaluate_classifier(model, str(data), device, o["max_input_length"])
+        return evaluation.evaluate_classifier(model, str(data), device, o["max_input_length"],
+                                              backend)
     if task == "generate":
         o = take({"judge": None, "train_path": None, "seed": 0, "wordlist": None,
                   "samples": GenerationReportConfig.samples,
@@ -263,7 +271,7 @@ def evaluate(task: str, data: str | Path, model: str | Path | None = None,
         return evaluation.evaluate_generator(
             model, str(data), o["judge"], o["train_path"], o["samples"], o["temperature"],
             o["seed"], o["guidance"], device, o["wordlist"], top_p=o["top_p"],
-            lexicon=o["lexicon"])
+            lexicon=o["lexicon"], backend=backend)
     if task == "translate":
         o = take({"ref": None, "out": None, "max_input_length": MAX_INPUT_LENGTH,
                   **{k: getattr(B, k) for k in ("beam", "length_penalty", "batch_size",
@@ -272,7 +280,7 @@ def evaluate(task: str, data: str | Path, model: str | Path | None = None,
             raise SeqtoolError("evaluate translate: give the references, ref=FILE")
         return evaluation.evaluate_translator(
             model, str(data), str(o["ref"]), o["beam"], o["length_penalty"], o["batch_size"],
-            o["out"], o["precision"], device, o["max_input_length"])
+            o["out"], o["precision"], device, o["max_input_length"], backend)
     raise SeqtoolError(f"unknown task {task!r}: {', '.join(TASKS)}")
 
 

@@ -80,8 +80,9 @@ def teacher_probabilities(loaded, texts: Sequence[str], cache: Path | None = Non
             return stored["probabilities"]
     out = []
     for start in range(0, len(texts), LABEL_CHUNK):
-        out.append(classify_probabilities(loaded.model, loaded.tokenizer,
-                                          list(texts[start:start + LABEL_CHUNK])))
+        chunk = list(texts[start:start + LABEL_CHUNK])
+        out.append(torch.from_numpy(classify_probabilities(loaded.model, loaded.tokenizer,
+                                                           chunk)))
         if not quiet:
             print(f"teacher: labelled {min(len(texts), start + LABEL_CHUNK)}/{len(texts)}",
                   file=sys.stderr, flush=True)

@@ -1,8 +1,14 @@
 """Self-contained checkpoints: weights, JSON metadata and tokenizer bytes in one file.
 
-A checkpoint is a `torch.save` dictionary that holds only tensors, strings and plain
-containers, so it loads with `weights_only=True` (no arbitrary unpickling). It is written to a
-temporary file in the same folder and renamed into place, so a crash never leaves half a file.
+Two forms, told apart by their first bytes:
+- the model file (`modelfile.py`, safetensors layout, `.seqtool`): what a trained model is
+  shipped and used as; it loads without torch and without unpickling;
+- a `torch.save` dictionary (`.pt`) holding only tensors, strings and plain containers, loaded
+  with `weights_only=True` (no arbitrary unpickling): training's resumable state, and models
+  written by earlier versions.
+Both carry a digest over every byte that defines the model, weights included, checked on load.
+Files are written to a temporary file in the same folder and renamed into place, so a crash
+never leaves half a file.
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqtool.errors import SeqtoolError, os_error
+from seqtool.errors import SeqtoolError, os_error, warn_once
 
 FORMAT = "seqtool-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the digest covers the weights too
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -159,10 +165,11 @@ def refuse_overwriting_input(out: str | Path | None, inputs: list[str | Path | N
 
 
 def content_digest(task: str, model_config: str, labels: str,
-                   tokenizers: dict[str, bytes]) -> str:
-    """SHA-256 of what defines a trained model besides its weights: task, configuration (as
-    stored, JSON), labels and tokenizers. Stored at save time; a file edited afterwards (a
-    changed pooling, a relabelled class) no longer matches, and loading it fails."""
+                   tokenizers: dict[str, bytes], weights: dict[str, Any] | None = None) -> str:
+    """SHA-256 of what defines a trained model in a torch checkpoint: task, configuration (as
+    stored, JSON), labels, tokenizers and (format 2) every weight's name, dtype, shape and
+    bytes. Stored at save time; a file edited afterwards (a changed pooling, a relabelled
+    class, one flipped byte of a weight) no longer matches, and loading it fails."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -170,7 +177,18 @@ def content_digest(task: str, model_config: str, labels: str,
         digest.update(part.encode("utf-8") + b"\0")
     for side in sorted(tokenizers):
         digest.update(side.encode("utf-8") + b"\0" + tokenizers[side])
+    for name in sorted(weights or {}):
+        array = _as_numpy(weights[name])
+        digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def _as_numpy(value: Any) -> Any:
+    """A weight as a numpy array (torch tensors are converted, numpy arrays kept)."""
+    if hasattr(value, "detach"):
+        return value.detach().cpu().contiguous().numpy()
+    return value
 
 
 def versions() -> dict[str, str]:
@@ -206,30 +224,68 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+UNSIGNED = ("loaded without checking its weights: it predates weight digests, so a changed "
+            "byte would go unnoticed; `seqtool convert {path}` writes a signed model file")
+
+
 @dataclass
 class Checkpoint:
-    """Everything needed to rebuild a trained model, and optionally to resume its training."""
+    """Everything needed to rebuild a trained model, and optionally to resume its training.
 
-    task: str  # "classify" | "generate" | "translate"
+    `weights` are torch tensors when read from a torch checkpoint and numpy arrays when read
+    from a model file (no torch needed); `torch_weights()` and `numpy_weights()` give either."""
+
+    task: str  # "pretrain" | "classify" | "generate" | "translate"
     model_config: dict[str, Any]
-    weights: dict[str, Any]  # name -> tensor
+    weights: dict[str, Any]  # name -> tensor or numpy array
     tokenizers: dict[str, bytes]  # "src" (and "tgt" for separate vocabularies)
     labels: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)  # history, metrics, seed, command...
     train_state: dict[str, Any] | None = None  # optimizer, scheduler, rng, position
 
+    def numpy_weights(self) -> dict[str, Any]:
+        return {k: _as_numpy(v) for k, v in self.weights.items()}
+
+    def torch_weights(self) -> dict[str, Any]:
+        import torch
+
+        def tensor(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return v
+            return torch.from_numpy(v if v.flags.writeable else v.copy())  # not the mmap
+
+        return {k: tensor(v) for k, v in self.weights.items()}
+
     def save(self, path: str | Path, half: bool = False) -> None:
+        """Write a model file when `path` ends in `.seqtool`, else a torch checkpoint (the
+        only form that holds a training state)."""
+        from seqtool import modelfile
+
+        meta = dict(self.meta)
+        meta.setdefault("versions", versions())
+        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        if Path(path).suffix == modelfile.SUFFIX and self.train_state is None:
+            import numpy as np
+
+            weights = {}
+            for k, v in self.numpy_weights().items():
+                if half and np.issubdtype(v.dtype, np.floating):
+                    v = v.astype(np.float16)
+                weights[k] = v
+            modelfile.write(path, self.task, self.model_config, self.labels, meta, weights,
+                            self.tokenizers, atomic_write_bytes)
+            return
+        self._save_torch(Path(path), half, meta)
+
+    def _save_torch(self, path: Path, half: bool, meta: dict[str, Any]) -> None:
         import io
 
         import torch
 
         weights = {
             k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-            for k, v in self.weights.items()
+            for k, v in self.torch_weights().items()
         }
-        meta = dict(self.meta)
-        meta.setdefault("versions", versions())
-        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         config, labels = json.dumps(self.model_config), json.dumps(self.labels)
         payload = {
             "format": FORMAT,
@@ -237,7 +293,7 @@ class Checkpoint:
             "task": self.task,
             "model_config": config,
             "labels": labels,
-            "digest": content_digest(self.task, config, labels, self.tokenizers),
+            "digest": content_digest(self.task, config, labels, self.tokenizers, weights),
             "meta": json.dumps(meta),
             "weights": weights,
             "tokenizers": {
@@ -249,18 +305,28 @@ class Checkpoint:
             payload["train_state"] = self.train_state
         buffer = io.BytesIO()
         torch.save(payload, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> Checkpoint:
-        import pickle
-        import zipfile
-
-        import torch
+        """Read a model file (no torch needed) or a torch checkpoint, checking every byte that
+        defines the model; any damage ends in one SeqtoolError naming the file."""
+        from seqtool import modelfile
 
         path = Path(path)
         if not path.is_file():
             raise SeqtoolError("no such checkpoint file", str(path))
+        if modelfile.is_model_file(path):
+            return cls._from_model_file(modelfile.read(path), str(path))
+        try:
+            import torch
+        except ImportError:
+            raise SeqtoolError("a torch checkpoint needs PyTorch to load: pip install "
+                               "'seqtool[torch]', or use its model file (seqtool convert)",
+                               str(path)) from None
+        import pickle
+        import zipfile
+
         try:
             with one_thread():
                 payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -278,6 +344,15 @@ class Checkpoint:
             raise SeqtoolError("checkpoint written by a newer seqtool; please upgrade", str(path))
         with one_thread():
             return cls._from_payload(payload, str(path))
+
+    @classmethod
+    def _from_model_file(cls, found: Any, name: str) -> Checkpoint:
+        import numpy as np
+
+        weights = {k: v.astype(np.float32) if v.dtype == np.float16 else v
+                   for k, v in found.weights.items()}
+        return cls._checked(found.task, found.model_config, found.labels, found.meta,
+                            weights, found.tokenizers, None, name)
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any], name: str) -> Checkpoint:
@@ -305,14 +380,10 @@ class Checkpoint:
                 raise damaged(f"{key!r} is missing or not a set of named tensors")
             return value
 
-        task = payload.get("task")
-        if task not in ("pretrain", "classify", "generate", "translate"):
-            raise damaged(f"unknown task {task!r}")
         config = json_field("model_config", dict)
         labels = json_field("labels", list)
         meta = json_field("meta", dict)
-        weights = {k: (v.float() if v.dtype == torch.float16 else v)
-                   for k, v in tensors("weights").items()}
+        stored_weights = tensors("weights")
         tokenizers = tensors("tokenizers")
         if "src" not in tokenizers or any(
                 v.dtype != torch.uint8 or v.dim() != 1 for v in tokenizers.values()):
@@ -321,24 +392,70 @@ class Checkpoint:
         if train_state is not None and not isinstance(train_state, dict):
             raise damaged("'train_state' is not a dictionary")
         tokenizer_bytes = {k: v.numpy().tobytes() for k, v in tokenizers.items()}
-        if "digest" in payload:  # older checkpoints have none: the checks below still hold
+        task = payload.get("task")
+        signed = payload.get("format_version") == FORMAT_VERSION
+        if "digest" in payload and isinstance(task, str):
             stored = content_digest(task, payload["model_config"], payload["labels"],
-                                    tokenizer_bytes)
+                                    tokenizer_bytes, stored_weights if signed else None)
             if payload["digest"] != stored:
-                raise damaged("its configuration, labels or tokenizer were edited after it "
-                              "was written (digest differs)")
+                raise damaged("its configuration, labels, tokenizer or weights were edited "
+                              "after it was written (digest differs)")
+        else:
+            signed = False
+        if not signed and train_state is None:
+            warn_once(f"unsigned:{name}", f"{name}: " + UNSIGNED.format(path=name))
+        weights = {k: (v.float() if v.dtype == torch.float16 else v)
+                   for k, v in stored_weights.items()}
+        return cls._checked(task, config, labels, meta, weights, tokenizer_bytes, train_state,
+                            name)
+
+    @classmethod
+    def _checked(cls, task: Any, config: dict[str, Any], labels: list[Any],
+                 meta: dict[str, Any], weights: dict[str, Any], tokenizers: dict[str, bytes],
+                 train_state: dict[str, Any] | None, name: str) -> Checkpoint:
+        """The checks both forms share: task, tokenizer, labels, finite weights."""
+
+        def damaged(what: str) -> SeqtoolError:
+            return SeqtoolError(f"damaged checkpoint: {what}", name)
+
+        if task not in ("pretrain", "classify", "generate", "translate"):
+            raise damaged(f"unknown task {task!r}")
+        if "src" not in tokenizers:
+            raise damaged("no 'src' tokenizer")
         repeated = sorted({str(x) for x in labels if labels.count(x) > 1})
         if repeated:
             raise damaged(f"label {repeated[0]!r} appears more than once")
         for key, value in weights.items():  # a sum is NaN or infinite iff a value is (and fast)
-            if value.is_floating_point() and not math.isfinite(float(value.sum())):
+            array = _as_numpy(value)
+            if array.dtype.kind == "f" and not math.isfinite(float(array.sum())):
                 raise damaged(f"weight {key!r} holds NaN or infinite values")
-        return cls(
-            task=task,
-            model_config=config,
-            weights=weights,
-            tokenizers=tokenizer_bytes,
-            labels=[str(x) for x in labels],
-            meta=meta,
-            train_state=train_state,
-        )
+        return cls(task=task, model_config=config, weights=weights, tokenizers=tokenizers,
+                   labels=[str(x) for x in labels], meta=meta, train_state=train_state)
+
+
+def convert(source: str | Path, out: str | Path | None = None,
+            half: bool | None = None) -> Path:
+    """Write the model file (`.seqtool`) of the checkpoint `source`, with the same weights
+    (float16 where `source` stores them so, unless `half` says otherwise); returns its path."""
+    from seqtool import modelfile
+
+    source = Path(source)
+    target = Path(out) if out else source.with_suffix(modelfile.SUFFIX)
+    if target.suffix != modelfile.SUFFIX:
+        raise SeqtoolError(f"a model file's name ends in {modelfile.SUFFIX}", str(target))
+    refuse_overwriting_input(target, [source])
+    ckpt = Checkpoint.load(source)
+    if ckpt.train_state is not None:
+        ckpt.train_state = None  # a model file holds the model, not a training state
+    if half is None:
+        half = _stores_half(source)
+    ckpt.save(target, half=half)
+    return target
+
+
+def _stores_half(path: Path) -> bool:
+    """Whether a torch checkpoint stores its floating-point weights as float16."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return any(v.dtype == torch.float16 for v in payload["weights"].values())

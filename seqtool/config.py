@@ -188,6 +188,15 @@ MAX_INPUT_LENGTH = 512  # pieces of an input line at prediction time; longer inp
 
 
 @dataclass
+class InferenceConfig:
+    """How a trained model runs: classify, embed, generate, translate, evaluate, serve."""
+
+    backend: str = option(
+        "auto", "What runs the model: numpy (no torch needed), torch, or auto (torch for a "
+        "GPU, else what measured fastest per task).", choices=("auto", "numpy", "torch"))
+
+
+@dataclass
 class SamplingConfig:
     """How `generate` (and `evaluate generate`, the API and the server) draws samples."""
 

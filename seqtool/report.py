@@ -182,10 +182,10 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
     path = str(resolve_path(path, "classify"))
     ckpt = Checkpoint.load(path)
     params, seen = 0, []
-    for weight in ckpt.weights.values():  # a tied weight is stored twice, counted once
-        if weight.dim() < 2 or not any(w.shape == weight.shape and w.equal(weight)
-                                       for w in seen):
-            params += weight.numel()
+    for weight in ckpt.numpy_weights().values():  # a tied weight counts once
+        if weight.ndim < 2 or not any(w.shape == weight.shape and (w == weight).all()
+                                      for w in seen):
+            params += weight.size
             seen.append(weight)
     try:
         tokenizers = {k: Tokenizer(v).vocab_size for k, v in ckpt.tokenizers.items()}

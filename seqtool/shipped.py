@@ -7,10 +7,10 @@ from pathlib import Path
 
 # `-m NAME` picks one of these; the first of each task is its default.
 SHIPPED_MODELS = {
-    "classify": {"sentiment": "sentiment-gru.pt", "brown-genre": "brown-genre-gru.pt"},
-    "generate": {"sentiment": "sentiment-lstm-generator.pt",
-                 "brown-genre": "brown-genre-lstm-generator.pt"},
-    "translate": {"bible-fr-en": "bible-fr-en-gru-attention.pt"},
+    "classify": {"sentiment": "sentiment-gru.seqtool", "brown-genre": "brown-genre-gru.seqtool"},
+    "generate": {"sentiment": "sentiment-lstm-generator.seqtool",
+                 "brown-genre": "brown-genre-lstm-generator.seqtool"},
+    "translate": {"bible-fr-en": "bible-fr-en-gru-attention.seqtool"},
 }
 DEFAULT_MODELS = {task: next(iter(models.values())) for task, models in SHIPPED_MODELS.items()}
 

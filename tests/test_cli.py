@@ -181,8 +181,8 @@ def all_commands(group=None, path=()):
 
 def test_all_commands_are_reached():
     paths = {path for path, _ in all_commands()}
-    assert paths == {("classify",), ("distill",), ("embed",), ("ensemble",), ("generate",),
-                     ("info",),
+    assert paths == {("classify",), ("convert",), ("distill",), ("embed",), ("ensemble",),
+                     ("generate",), ("info",),
                      ("pretrain",), ("serve",), ("tokenize",), ("translate",),
                      ("tokenizer", "train"),
                      ("train", "classify"), ("train", "generate"), ("train", "translate"),
@@ -306,10 +306,10 @@ def test_shipped_models_by_name_and_by_label(tmp_path, toy_generator, toy_classi
     shipped = tmp_path / "checkpoints"
     shipped.mkdir()
     run_cli("train", "generate", "--train", genres, "--dev", genres, "--out",
-            shipped / "brown-genre-lstm-generator.pt", *TINY_GENERATE[:1], "3",
+            shipped / "brown-genre-lstm-generator.seqtool", *TINY_GENERATE[:1], "3",
             *TINY_GENERATE[2:])
-    shutil.copy(toy_generator, shipped / "sentiment-lstm-generator.pt")
-    shutil.copy(toy_classifier, shipped / "brown-genre-gru.pt")
+    shutil.copy(toy_generator, shipped / "sentiment-lstm-generator.seqtool")
+    shutil.copy(toy_classifier, shipped / "brown-genre-gru.seqtool")
     monkeypatch.setenv("SEQTOOL_CHECKPOINTS", str(shipped))
     news = json.loads(run_cli("generate", "--label", "news", "--format", "jsonl").output)
     assert news["label"] == "news"

@@ -16,9 +16,9 @@ PACKAGE = ROOT / "seqtool"
 # inference stand side by side: neither may import the other.
 FLOORS = [
     ("seqtool.errors", "seqtool.shipped", "seqtool.words", "seqtool.config", "seqtool.results",
-     "seqtool.checkpoint", "seqtool.metrics"),
+     "seqtool.checkpoint", "seqtool.metrics", "seqtool.modelfile"),
     ("seqtool.text",),
-    ("seqtool.nn", "seqtool.device"),
+    ("seqtool.nn", "seqtool.device", "seqtool.engine"),
     ("seqtool.decoding",),
     ("seqtool.training", "seqtool.inference"),
     ("seqtool.api", "seqtool.api_distill"),

@@ -120,7 +120,7 @@ def test_a_row_with_no_allowed_piece_samples_freely(tokenizer):
     labels = torch.tensor([0, 1] * 10)
     with torch.no_grad():
         free, held = (sample(model, labels, prompt, 4, temperature=1.0, lexicon=lexicon,
-                             generator=torch.Generator().manual_seed(0))
+                             generator=0)
                       for lexicon in (None, lex))
     assert len({tuple(h.tokens[:1]) for h in free}) > 3  # free draws vary
     assert [h.tokens[:1] for h in held] == [h.tokens[:1] for h in free]
@@ -162,7 +162,7 @@ def test_masks_are_built_once_per_tail(tokenizer):
     lex = Lexicon(words_of(TEXTS), tokenizer)
     tail = random.Random(0).choice(sorted(lex.prefixes))
     assert lex.allowed(tail) is lex.allowed(tail)
-    assert lex.allowed(tail).dtype == torch.bool
+    assert lex.allowed(tail).dtype == bool
 
 
 def test_info_counts_the_lexicon_rather_than_printing_it(toy_generator):

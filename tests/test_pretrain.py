@@ -10,10 +10,10 @@ from conftest import TOY, run_cli, run_seqtool
 from seqtool.checkpoint import Checkpoint
 from seqtool.config import ClassifierConfig, GeneratorConfig, LanguageModelConfig
 from seqtool.errors import SeqtoolError
+from seqtool.nn.batches import pretrain_batch
 from seqtool.nn.classifier import Classifier
 from seqtool.nn.generator import Generator
 from seqtool.nn.language_model import LanguageModel
-from seqtool.text.batching import pretrain_batch
 from seqtool.training.pretrained import init_from_language_model
 
 TINY_PRETRAIN = ["--vocab-size", "60", "--embed-dim", "16", "--hidden-dim", "16",

@@ -37,8 +37,8 @@ def test_shipped_checkpoints_stay_lean():
     sizes = {p.name: p.stat().st_size for p in (ROOT / "checkpoints").glob("*.pt")}
     assert sum(sizes.values()) <= 90e6, sizes
     assert max(sizes.values()) <= 20e6, sizes
-    assert sizes["sentiment-gru.pt"] <= 10e6
-    default = Checkpoint.load(ROOT / "checkpoints" / "sentiment-gru.pt")
+    assert sizes["sentiment-gru.seqtool"] <= 10e6
+    default = Checkpoint.load(ROOT / "checkpoints" / "sentiment-gru.seqtool")
     assert "parts" not in default.model_config  # not a combination of checkpoints
     assert default.model_config["ensemble"] == 1  # one GRU, not several trained together
 

@@ -22,9 +22,9 @@ def target_scores(checkpoint) -> tuple[list[list[float]], list[float]]:
     beam's normalised score of the target."""
     from seqtool.decoding.search import normalised_score
     from seqtool.inference.predict import load
-    from seqtool.text.batching import translate_batch
+    from seqtool.nn.batches import translate_batch
 
-    loaded = load(checkpoint, "translate")
+    loaded = load(checkpoint, "translate", backend="torch")  # teacher forcing: torch's
     model = loaded.model.eval()
     targets = loaded.target_tokenizer.encode_batch([p.tgt for p in PAIRS])
     batch = translate_batch(loaded.tokenizer.encode_batch([p.src for p in PAIRS]), targets)

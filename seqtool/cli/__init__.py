@@ -12,6 +12,7 @@ stderr.
     predict.py   classify, embed, generate, translate
     evaluate.py  evaluate classify|generate|translate
     tools.py     tokenizer train, tokenize, ensemble, info
+    convert.py   convert (a torch checkpoint to a model file)
     serve.py     serve (the HTTP server is seqtool.serve)
 """
 
@@ -30,6 +31,9 @@ __all__ = ["cli", "main", "SeqtoolGroup", "LazyGroup"]
 COMMANDS = {  # name: ("module:command", the short help `seqtool --help` lists)
     "classify": ("seqtool.cli.predict:classify",
                  "Label each text with a class and its probability (S1)."),
+    "convert": ("seqtool.cli.convert:convert",
+                "Write the model file of a torch checkpoint: it loads without torch, is checked "
+                "byte for byte (a digest over the weights too) and serves every backend."),
     "distill": ("seqtool.cli.distill:distill",
                 "Train one student classifier (S1) on a teacher classifier's soft labels over "
                 "the labelled training text and unlabelled text (knowledge distillation)."),

@@ -34,7 +34,7 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
       S=corpora/sentiment/movie-snippets   # teacher: see checkpoints/README.md
       seqtool distill --teacher sentiment-gru-ensemble.pt --train $S/train.tsv \\
         --dev $S/dev.tsv --augment 12 --adversarial 0.05 \\
-        --init checkpoints/english-gru-lm-glove.pt --out student.pt --half-checkpoint
+        --init checkpoints/english-gru-lm-glove.seqtool --out student.pt --half-checkpoint
     """
     from click.core import ParameterSource
 

@@ -9,6 +9,7 @@ import click
 from seqtool.cli.common import SeqtoolGroup
 from seqtool.cli.options import (
     REPORT_FORMATS,
+    backend_option,
     batch_size_option,
     beam_option,
     data_option,
@@ -43,7 +44,8 @@ def evaluate() -> None:
 @json_alias
 @max_input_length_option
 @device_option
-def evaluate_classify(model, input_path, fmt, as_json, max_input_length, device):
+@backend_option
+def evaluate_classify(model, input_path, fmt, as_json, max_input_length, device, backend):
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix.
 
     \b
@@ -53,7 +55,7 @@ def evaluate_classify(model, input_path, fmt, as_json, max_input_length, device)
     from seqtool.inference.evaluation import evaluate_classifier
     from seqtool.report import print_classification, print_report
 
-    report = evaluate_classifier(model, input_path, device, max_input_length)
+    report = evaluate_classifier(model, input_path, device, max_input_length, backend)
     print_report(report, report_format(fmt, as_json), print_classification)
 
 
@@ -78,8 +80,9 @@ def evaluate_classify(model, input_path, fmt, as_json, max_input_length, device)
 @format_option(REPORT_FORMATS)
 @json_alias
 @device_option
+@backend_option
 def evaluate_generate(model, input_path, judge, train_path, samples, temperature, top_p,
-                      guidance, lexicon, seed, wordlist, fmt, as_json, device):
+                      guidance, lexicon, seed, wordlist, fmt, as_json, device, backend):
     """Perplexity (right vs wrong class), bits per character, diversity, copying, non-words
     and class consistency.
 
@@ -91,7 +94,8 @@ def evaluate_generate(model, input_path, judge, train_path, samples, temperature
     from seqtool.report import print_generation, print_report
 
     report = evaluate_generator(model, input_path, judge, train_path, samples, temperature,
-                                seed, guidance, device, wordlist, top_p=top_p, lexicon=lexicon)
+                                seed, guidance, device, wordlist, top_p=top_p, lexicon=lexicon,
+                                backend=backend)
     print_report(report, report_format(fmt, as_json), print_generation)
 
 
@@ -111,8 +115,9 @@ def evaluate_generate(model, input_path, judge, train_path, samples, temperature
 @json_alias
 @precision_option
 @device_option
+@backend_option
 def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, max_input_length, out,
-                       fmt, as_json, precision, device):
+                       fmt, as_json, precision, device, backend):
     """BLEU and chrF (sacrebleu, detokenized) and decoding speed.
 
     \b
@@ -129,5 +134,5 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, max_in
         refuse_overwriting_input(out, [src, ref, model])
         check_writable(Path(out))
     report = evaluate_translator(model, src, ref, beam, length_penalty, batch_size, out,
-                                 precision, device, max_input_length)
+                                 precision, device, max_input_length, backend)
     print_report(report, report_format(fmt, as_json), print_translation)

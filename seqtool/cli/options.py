@@ -21,6 +21,7 @@ import click
 from seqtool.config import (
     MAX_INPUT_LENGTH,
     MAX_TRAIN_LENGTH,
+    InferenceConfig,
     SamplingConfig,
     SearchConfig,
     TokenizerConfig,
@@ -267,6 +268,10 @@ def lexicon_option(f):
 def device_option(f):
     """Where a trained model runs; training's --device is TrainConfig.device."""
     return train_option("device", help="Where the model runs (auto = cuda when available).")(f)
+
+
+def backend_option(f):
+    return field_option(InferenceConfig, "backend")(f)
 
 
 def precision_option(f):

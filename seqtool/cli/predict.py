@@ -12,6 +12,7 @@ import click
 from seqtool.cli.common import launched_processes, write_answers
 from seqtool.cli.options import (
     LINE_FORMATS,
+    backend_option,
     batch_size_option,
     beam_option,
     device_option,
@@ -56,7 +57,9 @@ def classify_tsv(r: dict) -> str:
 @max_input_length_option
 @errors_option
 @device_option
-def classify(texts, model, input_path, out, fmt, max_input_length, errors, device):
+@backend_option
+def classify(texts, model, input_path, out, fmt, max_input_length, errors, device,
+             backend):
     """Label each text with a class and its probability (S1).
 
     Each line is answered as soon as it has arrived (lines that are already waiting are
@@ -72,7 +75,7 @@ def classify(texts, model, input_path, out, fmt, max_input_length, errors, devic
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
-    classifier = seqtool.load("classify", model, device)
+    classifier = seqtool.load("classify", model, device, backend=backend)
     write_answers(read_text_chunks(texts, input_path, 512, errors),
                   lambda chunk: [r.to_record()
                                  for r in classifier.classify(chunk, max_input_length)],
@@ -112,7 +115,8 @@ class NpyWriter:
 @max_input_length_option
 @errors_option
 @device_option
-def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
+@backend_option
+def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, backend):
     """One vector per input line from the classifier's encoder (JSONL, or .npy with --out).
 
     \b
@@ -124,7 +128,7 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
-    classifier = seqtool.load("classify", model, device)
+    classifier = seqtool.load("classify", model, device, backend=backend)
     chunks = read_text_chunks(texts, input_path, 512, errors)
     if out:
         write_answers(chunks, lambda chunk: classifier.embed(chunk, max_input_length).tolist(),
@@ -161,8 +165,9 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
 @format_option(LINE_FORMATS)
 @errors_option
 @device_option
+@backend_option
 def generate(model, label, count, prompt, input_path, out, temperature, top_k, top_p,
-             max_output_length, guidance, lexicon, seed, fmt, errors, device):
+             max_output_length, guidance, lexicon, seed, fmt, errors, device, backend):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     Each sample is written as soon as it (and those before it) ended.
@@ -178,7 +183,7 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
-    generator = seqtool.load("generate", model, device)
+    generator = seqtool.load("generate", model, device, backend=backend)
     options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                    max_output_length=max_output_length, guidance=guidance, lexicon=lexicon)
     writer = RecordWriter(fmt, text=lambda r: r["text"],
@@ -217,10 +222,11 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
 @precision_option
 @errors_option
 @device_option
+@backend_option
 @click.pass_context
 def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
               max_length_ratio, max_input_length, batch_size, fmt, attention_png,
-              show_attention, precision, errors, device):
+              show_attention, precision, errors, device, backend):
     """Translate sentences (S3): one translation per input line, in order.
 
     Each line is answered as soon as it has arrived; empty lines stay empty.
@@ -242,7 +248,7 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
 
         refuse_overwriting_input(attention_png, [input_path])
         check_writable(Path(attention_png))
-    translator = seqtool.load("translate", model, device)
+    translator = seqtool.load("translate", model, device, backend=backend)
     want_attention = bool(attention_png or show_attention)
     first = [True]
 

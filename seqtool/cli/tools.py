@@ -165,7 +165,7 @@ def info(checkpoint, fmt, as_json):
 
     \b
     Example:
-      seqtool info checkpoints/sentiment-gru.pt
+      seqtool info checkpoints/sentiment-gru.seqtool
     """
     from seqtool.report import checkpoint_summary, print_info, print_report
 

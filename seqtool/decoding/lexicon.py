@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from seqtool.errors import SeqtoolError
 from seqtool.text.tokenizer import END, UNK, Tokenizer
@@ -60,12 +60,12 @@ class Lexicon:
         self._letters = [i for i in extends if self.texts[i].isalpha() and
                          self.texts[i].isascii()]
         self._mixed = sorted(set(extends) - set(self._letters))
-        self._after_boundary = torch.tensor([self.step("", t) is not None for t in self.texts])
+        self._after_boundary = np.array([self.step("", t) is not None for t in self.texts])
         self._after_boundary[END] = True
         self._after_boundary[UNK] = False  # "⁇" is no word either
-        self._boundary = torch.ones(len(self.texts), dtype=torch.bool)
+        self._boundary = np.ones(len(self.texts), dtype=bool)
         self._boundary[extends] = False
-        self._masks: dict[str, torch.Tensor] = {}
+        self._masks: dict[str, np.ndarray] = {}
         self._next: dict[tuple[str, int], str | None] = {}
 
     def known(self, word: str) -> bool:
@@ -100,13 +100,13 @@ class Lexicon:
                 return None
         return new_tail
 
-    def allowed(self, tail: str) -> torch.Tensor:
+    def allowed(self, tail: str) -> np.ndarray:
         """Boolean mask over the vocabulary: the pieces that may follow `tail`."""
         mask = self._masks.get(tail)
         if mask is None:
             mask = self._after_boundary & self._boundary if self.can_end(tail) else \
-                torch.zeros(len(self.texts), dtype=torch.bool)
-            mask = mask.clone()
+                np.zeros(len(self.texts), dtype=bool)
+            mask = mask.copy()
             mask[END] = self.can_end(tail)
             letters = [i for i in self._letters if self.completable(tail + self.texts[i])]
             mixed = [i for i in self._mixed if self.step(tail, self.texts[i]) is not None]

@@ -1,24 +1,66 @@
-"""Sampling for the S2 generator: the model reads its own y(t-1), one sequence per label, all
-in parallel; temperature, top-k, top-p, classifier-free guidance and the lexicon shape each
-draw."""
+"""Sampling for the S2 generator, written once for every backend: the model reads its own
+y(t-1), one sequence per label, all in parallel; temperature, top-k, top-p, classifier-free
+guidance and the lexicon shape each draw.
+
+The backend gives a `GeneratorSteps` (logits of the next token as numpy arrays); every draw
+comes from one numpy generator, so a seed gives the same samples whichever backend runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, Protocol
 
-import torch
+import numpy as np
 
 from seqtool.decoding.lexicon import Lexicon
 from seqtool.decoding.search import Hypothesis
-from seqtool.nn.generator import Generator
 from seqtool.text.tokenizer import END, PAD, START
 
 
+class GeneratorSteps(Protocol):
+    num_classes: int
+
+    def start(self, labels: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, Any]: ...
+    def step(self, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, Any]: ...
+
+
+def generator_steps(model: Any) -> GeneratorSteps:
+    """The steps of `model`: a numpy generator (`seqtool.engine`), a torch `Generator`, or
+    steps already."""
+    if hasattr(model, "start") and hasattr(model, "step") and hasattr(model, "num_classes"):
+        return model
+    if type(model).__module__.startswith("seqtool.engine"):
+        return NumpyGeneratorSteps(model)
+    from seqtool.decoding.torch_steps import TorchGeneratorSteps
+
+    return TorchGeneratorSteps(model)
+
+
+class NumpyGeneratorSteps:
+    """`GeneratorSteps` over a numpy generator of `seqtool.engine`."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.num_classes = model.config.num_classes
+
+    def start(self, labels: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, Any]:
+        return self.model.start(labels, inputs)
+
+    def step(self, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, Any]:
+        return self.model.step(state, tokens)
+
+
+def random_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
 def sample(
-    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
-    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-    generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
+    model: Any, labels: Any, prompt: list[int], max_tokens: int, temperature: float = 1.0,
+    top_k: int = 0, top_p: float = 1.0, generator: int | np.random.Generator | None = None,
+    guidance: float = 0.0, lexicon: Lexicon | None = None,
 ) -> list[Hypothesis]:
     """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
 
@@ -29,86 +71,108 @@ def sample(
     log-probability of the sampled tokens (after the prompt) under the model itself.
 
     With a `lexicon` each row samples only among the pieces that keep its words inside it
-    (`Lexicon.allowed`); a row with no allowed piece samples freely.
+    (`Lexicon.allowed`); a row with no allowed piece samples freely. `generator` is a seed or
+    a numpy random generator.
     """
+    labels = np.asarray(labels, np.int64)
     found = dict(sample_stream(model, labels, prompt, max_tokens, temperature, top_k, top_p,
-                              generator, guidance, lexicon))
-    return [found[i] for i in range(labels.size(0))]
+                               generator, guidance, lexicon))
+    return [found[i] for i in range(len(labels))]
 
 
 def sample_stream(
-    model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
-    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-    generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
+    model: Any, labels: Any, prompt: list[int], max_tokens: int, temperature: float = 1.0,
+    top_k: int = 0, top_p: float = 1.0, generator: int | np.random.Generator | None = None,
+    guidance: float = 0.0, lexicon: Lexicon | None = None,
 ) -> Iterator[tuple[int, Hypothesis]]:
     """`sample`, yielding (row, hypothesis) as each row ends, so a caller can show it at once
     (and keep it when interrupted); rows ending at the same step come in row order."""
-    n = labels.size(0)
-    device = labels.device
-    num_classes = model.config.num_classes
+    steps = generator_steps(model)
+    rng = random_generator(generator)
+    labels = np.asarray(labels, np.int64)
+    n = len(labels)
+    num_classes = steps.num_classes
     guided = guidance > 0 and num_classes > 1
     # Row block k runs the model conditioned on class (label + k) mod C; block 0 is the label.
     blocks = num_classes if guided else 1
-    all_labels = torch.cat([(labels + k) % num_classes for k in range(blocks)])
-    inputs = torch.tensor([[START, *prompt]], device=device).expand(n * blocks, -1)
-    logits, state = model(all_labels, inputs)
-    logits = logits[:, -1].float()
-    tokens: list[torch.Tensor] = []
-    scores = torch.zeros(n, device=device)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
+    all_labels = np.concatenate([(labels + k) % num_classes for k in range(blocks)])
+    inputs = np.tile(np.asarray([[START, *prompt]], np.int64), (n * blocks, 1))
+    logits, state = steps.start(all_labels, inputs)
+    tokens: list[np.ndarray] = []
+    scores = np.zeros(n, np.float32)
+    done = np.zeros(n, bool)
+    rows = np.arange(n)
     if lexicon is not None:
         tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
 
-    def finished(rows: list[int]) -> Iterator[tuple[int, Hypothesis]]:
-        table = torch.stack(tokens, 1)[rows].tolist() if tokens else [[] for _ in rows]
-        for i, row in zip(rows, table, strict=True):
+    def finished(ended: list[int]) -> Iterator[tuple[int, Hypothesis]]:
+        table = np.stack(tokens, 1)[ended].tolist() if tokens else [[] for _ in ended]
+        for i, row in zip(ended, table, strict=True):
             length = row.index(END) if END in row else len(row)
             yield i, Hypothesis(row[:length], float(scores[i]))
 
     for _ in range(max_tokens):
-        logp_all = torch.log_softmax(logits, dim=-1).view(blocks, n, -1)
-        logp = logp_all[0].clone()
-        logp[:, PAD] = float("-inf")
-        logp[:, START] = float("-inf")
+        logp_all = log_softmax(np.asarray(logits, np.float32)).reshape(blocks, n, -1)
+        logp = logp_all[0].copy()
+        logp[:, PAD] = -np.inf
+        logp[:, START] = -np.inf
         steer = logp
         if guided:
             steer = logp + guidance * (logp - logp_all[1:].mean(0))
         if lexicon is not None:
-            allowed = torch.stack([lexicon.allowed(t) for t in tails]).to(device)
-            allowed |= ~allowed.any(-1, keepdim=True)
-            steer = steer.masked_fill(~allowed, float("-inf"))
+            allowed = np.stack([lexicon.allowed(t) for t in tails])
+            allowed |= ~allowed.any(-1, keepdims=True)
+            steer = np.where(allowed, steer, -np.inf)
         if temperature <= 0:
             choice = steer.argmax(-1)
         else:
-            choice = _sample_from(steer / temperature, top_k, top_p, generator)
-        choice = choice.masked_fill(done, PAD)
-        scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
+            choice = sample_from(steer / temperature, top_k, top_p, rng)
+        choice[done] = PAD
+        scores += np.where(done, np.float32(0), logp[rows, choice])
         tokens.append(choice)
         ended = (choice == END) & ~done
         done |= ended
-        if bool(ended.any()):
-            yield from finished(ended.nonzero().flatten().tolist())
-        if bool(done.all()):
+        if ended.any():
+            yield from finished(np.flatnonzero(ended).tolist())
+        if done.all():
             return
         if lexicon is not None:
             tails = [lexicon.advance(t, c) for t, c in zip(tails, choice.tolist(), strict=True)]
-        feed = choice.masked_fill(done, START).repeat(blocks)[:, None]
-        step_logits, state = model(all_labels, feed, state=state)
-        logits = step_logits[:, -1].float()
-    yield from finished((~done).nonzero().flatten().tolist())  # cut at max_tokens
+        logits, state = steps.step(state, np.tile(np.where(done, START, choice), blocks))
+    yield from finished(np.flatnonzero(~done).tolist())  # cut at max_tokens
 
 
-def _sample_from(scores: torch.Tensor, top_k: int, top_p: float, generator) -> torch.Tensor:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis (rows of -inf stay -inf)."""
+    top = x.max(-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    shifted = x - top
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def sample_from(scores: np.ndarray, top_k: int, top_p: float, rng: np.random.Generator
+                ) -> np.ndarray:
+    """One token per row of `scores` [rows, V] (log-probabilities up to a constant), from the
+    best `top_k` (0 = all) and the smallest set whose mass reaches `top_p`; one uniform draw
+    per row, read through the row's cumulative distribution."""
+    scores = np.asarray(scores, np.float64)
     if top_k > 0:
-        kth = scores.topk(min(top_k, scores.size(-1)), dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
+        k = min(top_k, scores.shape[-1])
+        kth = -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
+        scores = np.where(scores < kth, -np.inf, scores)
     if top_p < 1.0:
-        sorted_scores, order = scores.sort(dim=-1, descending=True)
-        probs = torch.softmax(sorted_scores, dim=-1)
+        order = np.argsort(-scores, axis=-1, kind="stable")
+        sorted_scores = np.take_along_axis(scores, order, -1)
+        probs = np.exp(log_softmax(sorted_scores))
         # Keep the smallest set whose mass reaches top_p (the first token always stays).
-        drop = probs.cumsum(-1) - probs > top_p
-        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-        scores = torch.full_like(scores, float("-inf")).scatter(1, order, sorted_scores)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        sorted_scores = np.where(probs.cumsum(-1) - probs > top_p, -np.inf, sorted_scores)
+        scores = np.empty_like(scores)
+        np.put_along_axis(scores, order, sorted_scores, -1)
+    probs = np.exp(log_softmax(scores))
+    cumulative = probs.cumsum(-1)
+    draw = rng.random(len(scores)) * cumulative[:, -1]
+    choice = (cumulative <= draw[:, None]).sum(-1)
+    # Rounding can put a draw past the last token of positive probability: take that one.
+    last = probs.shape[-1] - 1 - (probs[:, ::-1] > 0).argmax(-1)
+    return np.minimum(choice, last)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch import nn
+import numpy as np
 
 from seqtool.config import MAX_INPUT_LENGTH
 from seqtool.decoding.search import Hypothesis, beam_search_batches, greedy
-from seqtool.device import autocast, model_device
-from seqtool.text.batching import length_sorted, translate_batch
-from seqtool.text.tokenizer import Tokenizer
+from seqtool.decoding.steps import translator_steps
+from seqtool.text.batching import length_sorted, pad_ids
+from seqtool.text.tokenizer import END, Tokenizer
 
 
 @dataclass
@@ -38,26 +38,28 @@ def native_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device_type: str) -> str:
     """"auto" = bf16 on a CPU that multiplies bfloat16 natively (`native_bf16`), else fp32."""
     if precision != "auto":
         return precision
-    return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
+    return "bf16" if device_type == "cpu" and native_bf16() else "fp32"
 
 
 class Translation:
-    """Translate lists of sentences with a `Translator` in length-sorted batches.
+    """Translate lists of sentences with a translator of either backend in length-sorted
+    batches.
 
-    precision: fp32, bf16 (the output projection in bfloat16 under autocast; the recurrence
-    and attention stay fp32) or auto (`resolve_precision`)."""
+    precision (torch): fp32, bf16 (the output projection in bfloat16 under autocast; the
+    recurrence and attention stay fp32) or auto (`resolve_precision`)."""
 
     def __init__(
-        self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer, precision: str = "fp32"
+        self, model: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, precision: str = "fp32"
     ):
         self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
-        self.precision = resolve_precision(precision, model_device(model))
+        device = getattr(model, "device_type", None) or _device_type(model)
+        self.precision = resolve_precision(precision, device)
+        self.steps = translator_steps(model, precision=self.precision)
 
-    @torch.no_grad()
     def translate(
         self, texts: Sequence[str], beam: int = 5, alpha: float = 1.0, n_best: int = 1,
         max_length_ratio: float = 2.0, batch_size: int = 64, with_attention: bool = False,
@@ -66,8 +68,6 @@ class Translation:
         """Best translation (and `n_best` hypotheses) per text, in input order. Sources
         longer than `max_source_tokens` pieces are cut (0 = no limit; a warning on stderr)."""
 
-        self.model.eval()
-        device = model_device(self.model)
         ids = self.src_tok.encode_batch(list(texts), max_length=max_source_tokens)
         results: list[TranslationResult | None] = [None] * len(ids)
         for i, s in enumerate(ids):
@@ -77,17 +77,15 @@ class Translation:
         order, batches = [], []
         for idx in length_sorted([len(ids[i]) for i in todo], batch_size):
             order.append([todo[j] for j in idx])
-            batch = translate_batch([ids[i] for i in order[-1]])
-            src = batch["src"].to(device)
-            lengths = batch["src_lengths"].to(device)
-            batches.append((src, lengths, (lengths.double() * max_length_ratio + 5).long()))
-        with autocast(device, self.precision):
-            if beam <= 1:
-                found = [[[h] for h in greedy(self.model, *batch, with_attention)]
-                         for batch in batches]
-            else:
-                found = beam_search_batches(self.model, batches, beam, alpha, n_best,
-                                            with_attention)
+            src, lengths = pad_ids([ids[i] for i in order[-1]], empty=END)
+            limits = (lengths.astype(np.float64) * max_length_ratio + 5).astype(np.int64)
+            batches.append((src, lengths, limits))
+        if beam <= 1:
+            found = [[[h] for h in greedy(self.steps, *batch, with_attention)]
+                     for batch in batches]
+        else:
+            found = beam_search_batches(self.steps, batches, beam, alpha, n_best,
+                                        with_attention)
         for rows, hyps in zip(order, found, strict=True):
             for i, hs in zip(rows, hyps, strict=True):
                 best = hs[0]
@@ -101,3 +99,11 @@ class Translation:
     def text(self, hypothesis: Hypothesis) -> str:
         return self.tgt_tok.decode(hypothesis.tokens)
 
+
+
+def _device_type(model: Any) -> str:
+    """"cpu" for a numpy model, else the device type of a torch model's parameters."""
+    parameters = getattr(model, "parameters", None)
+    if parameters is None:
+        return "cpu"
+    return next(parameters()).device.type

@@ -47,13 +47,14 @@ def reference_vocabulary(wordlist: str | None) -> tuple[set[str], str]:
 
 
 def evaluate_classifier(
-    model_path: str | None, data: str, device: str = "cpu", max_length: int = 512
+    model_path: str | None, data: str, device: str = "cpu", max_length: int = 512,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     from seqtool.decoding.scoring import classify_probabilities
     from seqtool.inference.predict import load
     from seqtool.text.data import check_labels
 
-    loaded = load(model_path, "classify", device)
+    loaded = load(model_path, "classify", device, backend)
     labels = loaded.checkpoint.labels
     records = list(read_labeled(data))
     check_labels(records, labels, data)
@@ -72,14 +73,15 @@ def evaluate_generator(
     model_path: str | None, data: str, judge: str | None, train_path: str | None,
     samples: int, temperature: float, seed: int, guidance: float = 0.0, device: str = "cpu",
     wordlist: str | None = None, top_p: float = 1.0, lexicon: str = "model",
+    backend: str = "auto",
 ) -> dict[str, Any]:
-    import torch
+    import numpy as np
 
     from seqtool.decoding.scoring import sentence_nll
     from seqtool.inference.predict import generate, lexicon_for, load, resolve_path
     from seqtool.text.data import check_labels
 
-    loaded = load(model_path, "generate", device)
+    loaded = load(model_path, "generate", device, backend)
     labels = loaded.checkpoint.labels
     records = list(read_labeled(data))
     check_labels(records, labels, data)
@@ -90,27 +92,27 @@ def evaluate_generator(
     right = [index[r.label] for r in records]
     # -log p(x|c) of every sentence under every class [N, C], and its pieces [N].
     per_class = [sentence_nll(loaded.model, [c] * len(ids), ids) for c in range(len(labels))]
-    table, counts = torch.stack([nll for nll, _ in per_class], 1), per_class[0][1]
-    nll = table[torch.arange(len(ids)), right]
+    table, counts = np.stack([nll for nll, _ in per_class], 1), per_class[0][1]
+    nll = table[np.arange(len(ids)), right]
     # The wrong class: for every sentence, the class it is most easily mistaken for would
     # flatter the gap less; every other class on average is the fair, simple choice.
     wrong_nll = (table.sum(1) - nll) / max(1, len(labels) - 1)
     report: dict[str, Any] = {
         "data": data,
         "bits_per_character": bits_per_character(float(nll.sum()), [r.text for r in records]),
-        "perplexity": float(torch.exp(nll.sum() / counts.sum())),
-        "perplexity_wrong_class": float(torch.exp(wrong_nll.sum() / counts.sum())),
+        "perplexity": float(np.exp(nll.sum() / counts.sum())),
+        "perplexity_wrong_class": float(np.exp(wrong_nll.sum() / counts.sum())),
         # The generator read as a classifier by Bayes' rule (uniform prior): argmax_c p(x|c).
-        "bayes_accuracy": float((table.argmin(1) == torch.tensor(right)).double().mean()),
+        "bayes_accuracy": float((table.argmin(1) == np.asarray(right)).mean()),
         "per_class": {},
     }
     for label, i in index.items():
         rows = [j for j, y in enumerate(right) if y == i]
         if rows:
             report["per_class"][label] = {
-                "perplexity": float(torch.exp(nll[rows].sum() / counts[rows].sum())),
+                "perplexity": float(np.exp(nll[rows].sum() / counts[rows].sum())),
                 "perplexity_wrong_class": float(
-                    torch.exp(wrong_nll[rows].sum() / counts[rows].sum())),
+                    np.exp(wrong_nll[rows].sum() / counts[rows].sum())),
             }
     # Samples: diversity, copying, class consistency.
     if train_path:
@@ -121,7 +123,7 @@ def evaluate_generator(
     train_texts = set()
     if train_file:
         train_texts = {r.text.strip().lower() for r in read_labeled(train_file)}
-    judge_model = load(judge, "classify", device)
+    judge_model = load(judge, "classify", device, backend)
     unknown = sorted(set(labels) - set(judge_model.checkpoint.labels))
     if unknown:
         raise SeqtoolError(f"the judge does not know the label(s) {', '.join(unknown)}", judge)
@@ -188,12 +190,13 @@ def recorded_train_file(meta: dict[str, Any], checkpoint: Path) -> tuple[Path | 
 def evaluate_translator(
     model_path: str | None, src: str, ref: str, beam: int, alpha: float, batch_size: int,
     out: str | None, precision: str = "fp32", device: str = "cpu", max_length: int = 512,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     from seqtool.decoding.translation import Translation
     from seqtool.inference.predict import load
 
     start = time.perf_counter()
-    loaded = load(model_path, "translate", device)
+    loaded = load(model_path, "translate", device, backend)
     lines = read_parallel(src, ref, keep_blank=True)  # blank on both sides: kept for --out
     translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
     results = translation.translate([p.src for p in lines], beam, alpha, batch_size=batch_size,

@@ -11,14 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+import numpy as np
 
-from seqtool.checkpoint import Checkpoint, one_thread
-from seqtool.device import model_device, resolve_device
+from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.nn.ensemble import ClassifierCombination
-from seqtool.nn.registry import build_model
 from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
 from seqtool.text.tokenizer import Tokenizer
 
@@ -52,34 +48,78 @@ def other_shipped_generators() -> dict[str, list[str]]:
     return found
 
 
+BACKENDS = ("auto", "numpy", "torch")
+# What `--backend auto` runs on the CPU, per task: chosen by measurement
+# (benchmarks/instant.py; benchmarks/results/instant.md).
+AUTO_BACKEND = {"classify": "numpy", "generate": "numpy", "translate": "numpy"}
+
+
+def torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU may be here (its driver's files), without importing torch."""
+    return Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists()
+
+
+def choose_backend(backend: str, task: str, device: str = "auto") -> str:
+    """"numpy" or "torch" for `--backend` and `--device`: auto takes torch where it can use
+    a GPU, numpy where torch is missing, else the measured choice of `AUTO_BACKEND`."""
+    if backend not in BACKENDS:
+        raise SeqtoolError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if backend == "numpy" and device == "cuda":
+        raise SeqtoolError("the numpy backend runs on the CPU; use --backend torch with "
+                           "--device cuda")
+    if backend == "torch" or (backend == "auto" and device == "cuda"):
+        if not torch_installed():
+            raise SeqtoolError("the torch backend needs PyTorch: pip install 'seqtool[torch]'")
+        return "torch"
+    if backend == "numpy" or not torch_installed():
+        return "numpy"
+    if device == "auto" and gpu_visible():
+        return "torch"
+    return AUTO_BACKEND.get(task, "torch")
+
+
 @dataclass
 class Loaded:
     checkpoint: Checkpoint
-    model: nn.Module
+    model: Any  # a torch module, or a numpy model of `seqtool.engine`
     tokenizer: Tokenizer  # source side (the only one for S1 and S2)
     target_tokenizer: Tokenizer
     path: Path | None = None  # the file it was loaded from
+    backend: str = "torch"
 
 
-def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
-    """A checkpoint's model, ready for inference on `device` ("auto", "cpu" or "cuda").
+def load(path: str | Path | None, task: str, device: str = "cpu",
+         backend: str = "auto") -> Loaded:
+    """A checkpoint's model, ready for inference on `device` ("auto", "cpu" or "cuda") with
+    `backend` ("auto", "numpy" or "torch"; `choose_backend`).
 
     A file that passes the format check but does not fit its own configuration (edited or
     damaged) ends in one SeqtoolError naming it."""
-
+    chosen = choose_backend(backend, task, device)
     path = resolve_path(path, task)
     ckpt = Checkpoint.load(path)
     if ckpt.task != task:
         raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
     try:
-        model = _build_loaded(task, ckpt.model_config, ckpt.weights)
+        if chosen == "numpy":
+            from seqtool import engine
+
+            model = engine.build(task, ckpt.model_config, ckpt.numpy_weights())
+        else:
+            model = _build_loaded(task, ckpt.model_config, ckpt.torch_weights())
     except SeqtoolError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure here means the file was edited
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SeqtoolError(f"damaged checkpoint: weights do not fit its model configuration "
                            f"({detail[:200]})", str(path)) from None
-    parts = model.parts if isinstance(model, ClassifierCombination) else [model]
+    parts = getattr(model, "parts", None) or [model]
     made: dict[bytes, Tokenizer] = {}  # parts that share a vocabulary share its tokenizer
 
     def tokenizer(key: str) -> Tokenizer:
@@ -98,22 +138,28 @@ def load(path: str | Path | None, task: str, device: str = "cpu") -> Loaded:
     for part, tokenizer in zip(parts, tokenizers, strict=True):
         _check_sizes(part.config, ckpt.labels, tokenizer, tgt if part is model else tokenizer,
                      str(path))
-    if isinstance(model, ClassifierCombination):
+    if getattr(model, "parts", None):
         model.tokenizers = tokenizers
     stored = ckpt.meta.get("lexicon")
     if stored is not None and not (isinstance(stored, list)
                                    and all(isinstance(w, str) for w in stored)):
         raise SeqtoolError("damaged checkpoint: 'lexicon' is not a list of words", str(path))
-    model.to(resolve_device(device)).eval()
-    return Loaded(ckpt, model, tokenizers[0], tgt, path)
+    if chosen == "torch":
+        from seqtool.device import resolve_device
+
+        model.to(resolve_device(device)).eval()
+    return Loaded(ckpt, model, tokenizers[0], tgt, path, chosen)
 
 
-def _build_loaded(task: str, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> nn.Module:
-    """The model with `weights` as its parameters: the loaded tensors themselves, each in the
-    dtype the model declares, take the place of the fresh ones (no copy into them).
+def _build_loaded(task: str, config: dict[str, Any], weights: dict[str, Any]) -> Any:
+    """The torch model with `weights` as its parameters: the loaded tensors themselves, each
+    in the dtype the model declares, take the place of the fresh ones (no copy into them).
 
     (Building on the meta device would also skip the random initialisation, but its first
     use imports torch's reference implementations: 829 modules, seconds.)"""
+    from seqtool.checkpoint import one_thread
+    from seqtool.nn.registry import build_model
+
     with one_thread():  # its random initialisation, overwritten at once: many small passes
         model = build_model(task, config)
     declared = model.state_dict(keep_vars=True)
@@ -169,29 +215,27 @@ def generate_stream(
 
     Samples come in order, each as soon as it and those before it have ended, so a caller
     shows them while the rest are still being drawn."""
-    from seqtool.decoding.sampling import sample_stream
+    from seqtool.decoding.sampling import random_generator, sample_stream
 
     labels = loaded.checkpoint.labels
     if label not in labels:
         raise SeqtoolError(f"unknown label {label!r} (known: {', '.join(labels)})")
-    device = model_device(loaded.model)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    rng = random_generator(seed)
     prompt_ids = loaded.tokenizer.encode(prompt) if prompt else []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        ys = torch.full((count,), labels.index(label), dtype=torch.long, device=device)
+        ys = np.full(count, labels.index(label), np.int64)
         ready: dict[int, Hypothesis] = {}
         following = 0
-        with torch.no_grad():
-            stream = sample_stream(loaded.model, ys, prompt_ids, max_tokens, temperature,
-                                   top_k, top_p, generator, guidance, lexicon)
-            for row, hypothesis in stream:
-                ready[row] = hypothesis
-                while following in ready:
-                    h = ready.pop(following)
-                    following += 1
-                    yield {"label": label, "text": loaded.tokenizer.decode(prompt_ids + h.tokens),
-                           "tokens": len(h.tokens), "logprob": round(h.score, 4)}
+        stream = sample_stream(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
+                               top_p, rng, guidance, lexicon)
+        for row, hypothesis in stream:
+            ready[row] = hypothesis
+            while following in ready:
+                h = ready.pop(following)
+                following += 1
+                yield {"label": label, "text": loaded.tokenizer.decode(prompt_ids + h.tokens),
+                       "tokens": len(h.tokens), "logprob": round(h.score, 4)}
 
 
 def lexicon_for(loaded: Loaded, option: str = "model") -> Lexicon | None:

@@ -1,54 +1,25 @@
-"""Batches of piece ids: right-padded tensors with their lengths, one layout per task, and
-length-sorted index groups (little padding)."""
+"""Batches of piece ids: right-padded id arrays with their lengths, and length-sorted index
+groups (little padding). numpy only; the torch models' batch layouts are `nn/batches.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import torch
+import numpy as np
 
-from seqtool.text.tokenizer import END, PAD, START
+from seqtool.text.tokenizer import PAD
 
 
-def pad(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded [B, T] ids and their lengths [B]."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    out = torch.full((len(sequences), max(1, int(lengths.max()))), PAD, dtype=torch.long)
+def pad_ids(sequences: Sequence[Sequence[int]], empty: int = PAD
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded [B, T] int64 ids and their lengths [B]; an empty sequence reads one
+    `empty` token (every row has at least one position)."""
+    sequences = [list(s) or [empty] for s in sequences]
+    lengths = np.asarray([len(s) for s in sequences], np.int64)
+    out = np.full((len(sequences), max(1, int(lengths.max(initial=1)))), PAD, np.int64)
     for i, s in enumerate(sequences):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        out[i, : len(s)] = s
     return out, lengths
-
-
-def classify_batch(ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None):
-    tokens, lengths = pad([s or [PAD] for s in ids])
-    lengths = lengths.clamp(min=1)
-    batch = {"tokens": tokens, "lengths": lengths}
-    if labels is not None:
-        batch["labels"] = torch.tensor(labels, dtype=torch.long)
-    return batch
-
-
-def generate_batch(labels: Sequence[int], ids: Sequence[Sequence[int]]):
-    """Teacher forcing: the input is <start> c(1) ... c(T), the target c(1) ... c(T) <end>."""
-    inputs, lengths = pad([[START, *s] for s in ids])
-    targets, _ = pad([[*s, END] for s in ids])
-    return {"labels": torch.tensor(labels, dtype=torch.long), "inputs": inputs,
-            "targets": targets, "lengths": lengths}
-
-
-def translate_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None):
-    s, s_len = pad([x or [END] for x in src])
-    batch = {"src": s, "src_lengths": s_len.clamp(min=1)}
-    if tgt is not None:
-        batch["tgt_in"], _ = pad([[START, *x] for x in tgt])
-        batch["tgt_out"], _ = pad([[*x, END] for x in tgt])
-    return batch
-
-
-def pretrain_batch(ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    tokens, lengths = pad([[START, *s, END] for s in ids])
-    return {"tokens": tokens, "lengths": lengths}
-
 
 
 def length_sorted(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:

@@ -33,8 +33,8 @@ from torch import nn
 from seqtool.checkpoint import Checkpoint
 from seqtool.config import ClassifierConfig
 from seqtool.errors import SeqtoolError
+from seqtool.nn.batches import classify_batch
 from seqtool.nn.classifier import Classifier, adversarial_shift
-from seqtool.text.batching import classify_batch
 from seqtool.text.data import LabeledText, check_labels
 from seqtool.training.loop import Task
 from seqtool.training.recipes import TokenizerOptions, encode_capped, report_long
@@ -125,7 +125,7 @@ def setup_distill(
     dev_gold = torch.tensor([index[r.label] for r in dev])
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        probs = classify_probabilities(m, tokenizer, dev_texts)
+        probs = torch.from_numpy(classify_probabilities(m, tokenizer, dev_texts))
         scores = {"accuracy": float((probs.argmax(-1) == dev_gold).float().mean())}
         if dev_teacher is not None:
             scores.update(teacher_agreement(probs, dev_teacher))

@@ -71,7 +71,7 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
         prefixes = [""]
         # The generator predicts through a bottleneck into the tied embeddings, as the LM.
         parts = ("embedding.", "rnn.", "bottleneck.", "output.bias")
-    source = {k: v for k, v in lm.weights.items() if k.startswith(parts)}
+    source = {k: v for k, v in lm.torch_weights().items() if k.startswith(parts)}
     target = dict(model.named_parameters())
     copied: set[str] = set()
     with torch.no_grad():
@@ -114,7 +114,7 @@ def continue_model(model: nn.Module, init: Checkpoint, name: str) -> None:
     """All of a checkpoint's weights, for a model of its task and architecture (`pretrain
     --init` takes ARCHITECTURE from the checkpoint, so only a damaged file differs there)."""
     try:
-        model.load_state_dict({k: v.float() for k, v in init.weights.items()})
+        model.load_state_dict({k: v.float() for k, v in init.torch_weights().items()})
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         what = "language model" if init.task == "pretrain" else f"{init.task} model"

@@ -18,11 +18,11 @@ from seqtool.checkpoint import Checkpoint
 from seqtool.config import ClassifierConfig, GeneratorConfig, LanguageModelConfig, TranslatorConfig
 from seqtool.decoding.lexicon import words_of
 from seqtool.errors import SeqtoolError, warn_once
+from seqtool.nn.batches import classify_batch, generate_batch, pretrain_batch, translate_batch
 from seqtool.nn.classifier import Classifier
 from seqtool.nn.generator import Generator
 from seqtool.nn.language_model import LanguageModel
 from seqtool.nn.translator import Translator
-from seqtool.text.batching import classify_batch, generate_batch, pretrain_batch, translate_batch
 from seqtool.text.data import LabeledText, TextPair, check_labels
 from seqtool.text.tokenizer import Tokenizer, cap_characters
 from seqtool.training.loop import Task
@@ -132,7 +132,7 @@ def setup_classify(
     dev_gold = torch.tensor(data.encode(dev)[1])
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        probs = classify_probabilities(m, data.tokenizer, dev_texts)
+        probs = torch.from_numpy(classify_probabilities(m, data.tokenizer, dev_texts))
         return {"accuracy": float((probs.argmax(-1) == dev_gold).float().mean())}
 
     def collate(idx: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,28 @@
+"""`seqtool convert`: write the model file (`.seqtool`) of a torch checkpoint (`.pt`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the model file (default: CHECKPOINT with .seqtool).")
+@click.option("--half/--no-half", default=None,
+              help="Store the weights in float16 (default: as the checkpoint stores them).")
+def convert(checkpoint: str, out: str | None, half: bool | None) -> None:
+    """Write the model file of a torch checkpoint: it loads without torch, is checked byte
+    for byte (a digest over the weights too) and serves every backend.
+
+    \b
+    Example:
+      seqtool convert my-classifier.pt          # writes my-classifier.seqtool
+    """
+    from seqtool.checkpoint import convert as convert_file
+
+    target = convert_file(checkpoint, out, half)
+    print(f"wrote {target}", file=sys.stderr)
+
