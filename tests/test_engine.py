@@ -322,3 +322,39 @@ assert "torch" not in [m.split(".")[0] for m in sys.modules if sys.modules[m] is
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["(1, 2)", "(2, 9)", "(1, 9)"]
+
+
+@pytest.mark.parametrize(("rnn", "attention", "layers", "feeding"), TRANSLATORS[:6])
+def test_translator_teacher_forced_matches_torch(rnn, attention, layers, feeding):
+    config = translator_config(rnn, attention, layers, feeding)
+    model, twin = twins("translate", config, 20)
+    src, lengths = batch(21, 15, LENGTHS)
+    tgt_in, _ = batch(22, 12, [4] * len(LENGTHS))
+    with torch.no_grad():
+        want = model(src, lengths, tgt_in)
+        got = twin.forward(src.numpy(), lengths.numpy(), tgt_in.numpy())
+        close(got, want, 1e-10)
+        close(twin.logits(got), model.decoder.output(want), 1e-10)
+
+
+# -------------------------------------------------------------------------- language model
+
+
+@pytest.mark.parametrize(("rnn", "bidirectional", "layers"),
+                         [("gru", True, 1), ("lstm", False, 2), ("lstm", True, 1)])
+@pytest.mark.parametrize(("torch_dtype", "np_dtype", "tol"), DTYPES)
+def test_language_model_matches_torch(rnn, bidirectional, layers, torch_dtype, np_dtype, tol):
+    config = dict(vocab_size=13, rnn=rnn, embed_dim=5, hidden_dim=4, layers=layers,
+                  bidirectional=bidirectional)
+    model, twin = twins("pretrain", config, 23, torch_dtype, np_dtype)
+    tokens, lengths = batch(24, 13, LENGTHS)
+    with torch.no_grad():
+        for (states, targets), (want_states, want_targets) in zip(
+                twin.predicting_states(tokens.numpy(), lengths.numpy()),
+                model.predicting_states(tokens, lengths), strict=True):
+            close(states, want_states, tol)
+            close(targets, want_targets, 0)
+        got = twin.piece_nll(tokens.numpy(), lengths.numpy())
+        # torch's cross-entropy runs in float32 (`.float()`), whatever the model's dtype
+        close(got.astype(np.float32), model.piece_nll(tokens, lengths), 1e-5)
+    assert got.shape[0] == (2 if bidirectional else 1)

@@ -8,7 +8,9 @@ to float rounding (tests/test_engine.py). Nothing here imports torch.
 - classify: `classifier.Classifier` (`encode`, `logits`) or, for a configuration with
   "parts", `classifier.ClassifierCombination` (`parts`, `combine`).
 - generate: `generator.Generator` (`start`, `step`, `select`, `forward`).
-- translate: `translator.Translator` (`encode`, `decode_step`; `translator.select_state`).
+- translate: `translator.Translator` (`encode`, `decode_step`, `forward`;
+  `translator.select_state`).
+- pretrain: `language_model.LanguageModel` (`predicting_states`, `piece_nll`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-TASKS = ("classify", "generate", "translate")
+TASKS = ("classify", "generate", "translate", "pretrain")
 
 
 def build(task: str, config: dict[str, Any], weights: Mapping[str, np.ndarray],
@@ -43,4 +45,8 @@ def build(task: str, config: dict[str, Any], weights: Mapping[str, np.ndarray],
         from seqtool.engine.translator import Translator
 
         return Translator(config, weights, dtype)
+    if task == "pretrain":
+        from seqtool.engine.language_model import LanguageModel
+
+        return LanguageModel(config, weights, dtype)
     raise ValueError(f"no numpy model for task {task!r}: {', '.join(TASKS)}")

@@ -31,9 +31,11 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return y
 
 
-def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """x - logsumexp(x), shifted by the maximum first so that exp never overflows."""
-    shifted = x - x.max(axis=axis, keepdims=True)
+def log_softmax(x: np.ndarray, axis: int = -1, in_place: bool = False) -> np.ndarray:
+    """x - logsumexp(x), shifted by the maximum first so that exp never overflows; with
+    `in_place`, written over x (one vocabulary-sized array fewer per decoding step)."""
+    shifted = x if in_place else x.copy()
+    shifted -= x.max(axis=axis, keepdims=True)
     total = np.exp(shifted).sum(axis=axis, keepdims=True)
     shifted -= np.log(total)
     return shifted

@@ -183,14 +183,10 @@ class Translator:
                 new_state.append(x)
         return x, new_state
 
-    def decode_step(self, memory: dict[str, Any], prev_tokens: np.ndarray,
-                    group: int = 1) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
-        """Advance every row by one token: log-probs [R, V], the new memory, the attention
-        weights [R, S].
-
-        With `group` = k the R rows are k hypotheses per sentence (sentence-major), and the
-        source side of `memory` (SOURCE_KEYS) holds one row per sentence (R / k): each
-        sentence's k queries attend over its one copy, as `Translator.decode_step`."""
+    def step(self, memory: dict[str, Any], prev_tokens: np.ndarray,
+             group: int = 1) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+        """`Decoder.step` for every row: the attentional vectors [R, H], the new memory and the
+        attention weights [R, S] (`decode_step` without the output layer)."""
         prev_tokens = np.asarray(prev_tokens, dtype=np.int64)
         rows = len(prev_tokens)
         if group < 1 or rows % group or memory["keys"].shape[0] * group != rows:
@@ -204,6 +200,32 @@ class Translator:
         attentional += context @ self.combine_context
         attentional += self.combine_bias
         attentional = np.tanh(attentional, out=attentional).reshape(rows, -1)
-        log_probs = log_softmax(self.output(attentional))
-        memory = {**memory, "state": state, "attentional": attentional}
-        return log_probs, memory, weights.reshape(rows, -1)
+        return attentional, {**memory, "state": state, "attentional": attentional}, \
+            weights.reshape(rows, -1)
+
+    def decode_step(self, memory: dict[str, Any], prev_tokens: np.ndarray,
+                    group: int = 1) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+        """Advance every row by one token: log-probs [R, V], the new memory, the attention
+        weights [R, S].
+
+        With `group` = k the R rows are k hypotheses per sentence (sentence-major), and the
+        source side of `memory` (SOURCE_KEYS) holds one row per sentence (R / k): each
+        sentence's k queries attend over its one copy, as `Translator.decode_step`."""
+        attentional, memory, weights = self.step(memory, prev_tokens, group)
+        return log_softmax(self.output(attentional), in_place=True), memory, weights
+
+    def forward(self, src: np.ndarray, src_lengths: np.ndarray,
+                tgt_in: np.ndarray) -> np.ndarray:
+        """Teacher-forced attentional vectors [B, T, H] (`Translator.forward`): the decoder
+        reads the reference c(t-1) at step t; `logits` turns them into scores."""
+        memory = self.encode(src, src_lengths)
+        tgt_in = np.asarray(tgt_in, dtype=np.int64)
+        outputs = []
+        for t in range(tgt_in.shape[1]):
+            attentional, memory, _ = self.step(memory, tgt_in[:, t])
+            outputs.append(attentional)
+        return np.stack(outputs, 1)
+
+    def logits(self, attentional: np.ndarray) -> np.ndarray:
+        """The output layer: next-token scores [..., V] of attentional vectors [..., H]."""
+        return self.output(attentional)
