@@ -268,11 +268,11 @@ class ServerLimits:
     max_input_pieces: int = option(MAX_INPUT_LENGTH, "Pieces of an input a request may ask "
                                    "to read (max_input_length) at most.", min=1)
     max_beam: int = option(16, "Beam size (beam) per /translate request at most.", min=1)
-    max_length_ratio: float = option(4.0, "Translation length ratio (max_length_ratio) per "
-                                     "request at most.", min=0, min_open=True)
+    max_translation_ratio: float = option(4.0, "Translation length ratio (max_length_ratio) "
+                                          "per request at most.", min=0, min_open=True)
     max_output_pieces: int = option(512, "Pieces per generated sample (max_output_length) "
                                     "at most.", min=1)
-    max_prompt_samples: int = option(20_000, "Prompt characters times samples (n) per "
+    max_prompt_samples: int = option(10_000, "Prompt characters times samples (n) per "
                                      "/generate request at most.", min=1)
     # How long and how many
     request_timeout: float = option(60.0, "Seconds a request may take in all (queue and "
@@ -284,6 +284,9 @@ class ServerLimits:
     max_queue: int = option(64, "Requests waiting per model at most; more get 503 and "
                             "Retry-After.", min=1)
     max_connections: int = option(256, "Open connections at most (more get 503).", min=1)
+    model_workers: int = option(2, "Requests a model answers at the same time (each in its "
+                                "own thread, so that a heavy one holds a worker, not the "
+                                "model).", min=1)
 
 
 @dataclass

@@ -27,7 +27,8 @@ HOST = "127.0.0.1"
 def server(toy_classifier, toy_generator, toy_translator):
     models = load_models({"classify": str(toy_classifier), "generate": str(toy_generator),
                           "translate": str(toy_translator)}, "cpu")
-    limits = Limits(max_texts=8, max_chars=300, max_body=20_000, max_samples=50)
+    limits = Limits(max_texts=8, max_chars=300, max_body=20_000, max_samples=50,
+                    max_prompt_samples=1_000)
     with Running(models, HOST, 0, limits) as srv:
         yield srv.port
 
@@ -180,6 +181,15 @@ BAD = [
      json.dumps({"label": "positive", "prompt": "a" * 301}).encode(), 413),
     ("body too large", "/classify", json.dumps({"texts": ["a" * 25_000]}).encode(), 413),
     ("unknown path", "/classify/more", b'{"texts": ["a"]}', 404),
+    # compute the server bounds whatever the options' own ranges allow
+    ("beam over the server's", "/translate", b'{"texts": ["a"], "beam": 17}', 400),
+    ("input over the server's", "/classify", b'{"texts": ["a"], "max_input_length": 513}', 400),
+    ("ratio over the server's", "/translate", b'{"texts": ["a"], "max_length_ratio": 4.5}', 400),
+    ("long samples", "/generate", b'{"label": "positive", "max_output_length": 513}', 400),
+    ("prompt times n", "/generate",
+     json.dumps({"label": "positive", "prompt": "a" * 100, "n": 11}).encode(), 413),
+    ("a lone surrogate", "/embed", b'{"texts": ["a", "\\ud800"]}', 400),
+    ("a model not loaded", "/classify", b'{"texts": ["a"], "model": "other"}', 404),
 ]
 
 

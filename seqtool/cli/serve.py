@@ -76,13 +76,14 @@ def read_token(path: str) -> str:
 @field_option(ServerLimits, "max_samples")
 @field_option(ServerLimits, "max_input_pieces")
 @field_option(ServerLimits, "max_beam")
-@field_option(ServerLimits, "max_length_ratio")
+@field_option(ServerLimits, "max_translation_ratio")
 @field_option(ServerLimits, "max_output_pieces")
 @field_option(ServerLimits, "max_prompt_samples")
 @field_option(ServerLimits, "request_timeout")
 @field_option(ServerLimits, "read_timeout")
 @field_option(ServerLimits, "max_queue")
 @field_option(ServerLimits, "max_connections")
+@field_option(ServerLimits, "model_workers")
 @device_option
 @click.option("--verbose", "-v", is_flag=True, help="Log each request on stderr.")
 def serve(host, port, models, tasks, token_file, no_auth, device, verbose, **limits):

@@ -1,7 +1,7 @@
 """`seqtool serve`: the loaded models answer HTTP requests with JSON.
 
     schema.py   each endpoint's request, a pydantic model generated from seqtool.config
-    service.py  a worker thread per model: a bounded queue, answered in turns and batches
+    service.py  worker threads per model: a bounded queue, answered in turns and batches
     app.py      the Starlette application: routes, bodies, errors, the bearer token
     server.py   uvicorn under it: the socket, read deadlines, signals and exit codes
 

@@ -93,7 +93,7 @@ def request_models(limits: ServerLimits) -> dict[str, type[BaseModel]]:
             return self
 
     search = {name: config_field(SearchConfig, name, at_most={
-        "beam": limits.max_beam, "max_length_ratio": limits.max_length_ratio}.get(name))
+        "beam": limits.max_beam, "max_length_ratio": limits.max_translation_ratio}.get(name))
         for name in ("beam", "n_best", "length_penalty", "max_length_ratio", "precision")}
     search["attention"] = (bool, Field(False, strict=True, description="Also answer the best "
                                        "hypothesis's attention weights."))

@@ -1,13 +1,14 @@
-"""The models' side of `seqtool serve`: a worker thread per loaded model answers the requests
-(jobs) of a bounded queue, in turns. No HTTP here (`seqtool.serve.app` carries requests).
+"""The models' side of `seqtool serve`: worker threads per loaded model answer the requests
+(jobs) of its bounded queue, in turns. No HTTP here (`seqtool.serve.app` carries requests).
 
-A turn answers one chunk: a few texts of the first waiting job, joined by the texts of every
-other waiting job with the same options (one batch, each job its own slice), or one sample of
-a /generate job. A job with texts left goes to the back of the queue, so a heavy request
-shares the model with light ones turn by turn instead of holding it to the end. Between
-turns the worker drops the jobs whose client left and fails those past their deadline (so
-the model is freed between batches), and a batch that fails is answered request by request:
-a request the model cannot answer fails alone."""
+A turn (of one of the model's worker threads) answers one chunk: a few texts of the first
+waiting job, joined by the texts of every other waiting job with the same options (one batch,
+each job its own slice), or one sample of a /generate job. A job with texts left goes to the
+back of the queue, so a heavy request shares the model with light ones turn by turn instead
+of holding it to the end; while one thread runs a heavy chunk, another answers the others.
+Between turns the worker drops the jobs whose client left and fails those past their
+deadline (so the model is freed between batches), and a batch that fails is answered request
+by request: a request the model cannot answer fails alone."""
 
 from __future__ import annotations
 
@@ -93,7 +94,9 @@ def answer_texts(model: Any, kind: str, key: tuple, texts: list[str]) -> list[An
 
 
 class Worker:
-    """The thread that runs one model: jobs wait in a queue of at most `limits.max_queue`."""
+    """The threads (`limits.model_workers`) that run one model: jobs wait in a queue of at
+    most `limits.max_queue`; a job is in one thread's hands at a time, so while a heavy
+    chunk runs in one, another answers the light requests."""
 
     def __init__(self, name: str, model: Any, limits: ServerLimits):
         self.name, self.model, self.limits = name, model, limits
@@ -102,9 +105,10 @@ class Worker:
         self.stopping = False  # take no new job; end when the queue is empty
         self.aborting = False  # answer every job 503 at its next turn (a second signal)
         self.turns = 0
-        self.thread = threading.Thread(target=self._loop, name=f"seqtool-serve {name}",
-                                       daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._loop, name=f"seqtool-serve {name} {i}",
+                                         daemon=True) for i in range(limits.model_workers)]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, job: Job) -> Future:
         with self.cond:
@@ -127,8 +131,9 @@ class Worker:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        for thread in self.threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in self.threads)
 
     def _loop(self) -> None:
         import torch
@@ -144,7 +149,7 @@ class Worker:
                         return
                     continue
                 batch = self._take()
-            self.turns += 1
+            self.turns += 1  # approximate with several threads: for tests and benchmarks
             self._run(batch)
             with self.cond:
                 for job, _start, _end in batch:
