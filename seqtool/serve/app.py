@@ -19,11 +19,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seqtool import __version__
 from seqtool.report import json_line
 from seqtool.serve.schema import RequestError, parse
 from seqtool.serve.service import Service
 
 ENDPOINTS = ("classify", "embed", "generate", "translate")
+READ_DEADLINE = "seqtool.read_deadline"  # set in the scope by seqtool.serve.server's protocol
 CLOSE = {"Connection": "close"}  # the rest of the request is not read: hang up after answering
 
 
@@ -58,8 +60,11 @@ async def read_json(request: Request, max_body: int, read_timeout: float) -> Any
                 raise RequestError(f"request body over {max_body} bytes", 413, CLOSE)
         return bytes(body)
 
+    deadline = request.scope.get(READ_DEADLINE)  # counted from the request's first byte
+    left = read_timeout if deadline is None else \
+        max(deadline - asyncio.get_running_loop().time(), 0.05)  # a body already in passes
     try:
-        raw = await asyncio.wait_for(read(), read_timeout)
+        raw = await asyncio.wait_for(read(), left)
     except asyncio.TimeoutError:
         raise RequestError(f"the request was not received within {read_timeout:g} s", 408,
                            CLOSE) from None
@@ -165,7 +170,5 @@ def openapi_document(service: Service) -> dict[str, Any]:
                 "schema": service.requests[name].model_json_schema()}}},
             "responses": {"200": {"description": "{\"results\": [a record per input]}"},
                           **{str(s): error for s in (400, 401, 404, 408, 411, 413, 503, 504)}}}}
-    from seqtool import __version__
-
     return {"openapi": "3.1.0", "info": {"title": "seqtool serve", "version": __version__},
             "paths": paths}

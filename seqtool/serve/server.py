@@ -19,7 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from seqtool.config import ServerLimits
 from seqtool.errors import SeqtoolError
-from seqtool.serve.app import build_app
+from seqtool.serve.app import READ_DEADLINE, build_app
 from seqtool.serve.service import Service, model_name
 
 BACKLOG = 2048  # connections the kernel holds before the server accepts them
@@ -73,12 +73,14 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def read_deadline_protocol(seconds: float) -> type:
-    """uvicorn's HTTP/1.1 protocol, but a request's line and headers must come within
-    `seconds` of the connection (or of the previous answer): a client that sends one byte
-    now and then gets 408 and the connection closes. The body's own deadline is the app's."""
+    """uvicorn's HTTP/1.1 protocol, but a request must come whole within `seconds` of the
+    connection (or of the previous answer): a client that sends one byte now and then gets
+    408 and the connection closes. Its line and headers are timed here; the app reads the
+    body by the deadline this puts in the request's scope."""
 
     class ReadDeadline(H11Protocol):
         timer: Any = None
+        armed_at = 0.0
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -86,7 +88,9 @@ def read_deadline_protocol(seconds: float) -> type:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:
+            if self.timer is not None and self.conn.their_state is not h11.IDLE:
+                if self.cycle is not None:
+                    self.cycle.scope[READ_DEADLINE] = self.armed_at + seconds  # type: ignore
                 self._disarm()
 
         def on_response_complete(self) -> None:
@@ -100,6 +104,7 @@ def read_deadline_protocol(seconds: float) -> type:
 
         def _arm(self) -> None:
             self._disarm()
+            self.armed_at = self.loop.time()
             self.timer = self.loop.call_later(seconds, self._too_slow)
 
         def _disarm(self) -> None:
