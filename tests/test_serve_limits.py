@@ -392,3 +392,17 @@ def test_signals_end_the_server_130_or_143_answering_what_is_in_flight(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_models_are_named_by_shipped_name_file_stem_or_as_given():
+    import click
+
+    from seqtool.cli.serve import parse_models
+
+    assert parse_models(("classify=brown-genre", "classify=runs/a/model.pt",
+                         "classify:b=runs/b/model.pt", "translate=x.pt")) == {
+        "classify": {"brown-genre": "brown-genre", "model": "runs/a/model.pt",
+                     "b": "runs/b/model.pt"}, "translate": {"x": "x.pt"}}
+    for clash in (("classify=a/model.pt", "classify=b/model.pt"), ("classify:=a.pt",)):
+        with pytest.raises(click.BadParameter):
+            parse_models(clash)

@@ -121,14 +121,11 @@ def serve(host, port, models, tasks, token_file, no_auth, device, verbose, **lim
         raise click.BadParameter(f"{host} is not the loopback address: give --token-file, or "
                                  "--no-auth to let anyone who reaches it use the models",
                                  param_hint="'--host'")
-    from seqtool import serve as server
+    from seqtool.serve.server import serve as run
 
     try:
-        loaded = server.load_models({t: chosen.get(t, {"default": None}) for t in wanted},
-                                    device)
-        code = server.run(loaded, host, port, ServerLimits(**limits), verbose, token)
+        code = run({t: chosen.get(t, {"default": None}) for t in wanted}, device, host=host,
+                   port=port, limits=ServerLimits(**limits), verbose=verbose, token=token)
     except SeqtoolError as e:
         raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt:  # Ctrl-C while the models load
-        code = 130
     click.get_current_context().exit(code)

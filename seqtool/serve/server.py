@@ -199,14 +199,31 @@ def run(models: dict[str, Any], host: str = "127.0.0.1", port: int = 8765,
     server = Server(uvicorn_config(build_app(service, token), limits, verbose), service)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"seqtool serve: listening on http://{shown}:{bound_port} ({describe_models(service)})",
-          file=sys.stderr, flush=True)
     try:
-        server.run(sockets=[sock])
+        with server.capture_signals():  # from the line on, a signal ends the server cleanly
+            print(f"seqtool serve: listening on http://{shown}:{bound_port} "
+                  f"({describe_models(service)})", file=sys.stderr, flush=True)
+            server.run(sockets=[sock])
     finally:
         service.close(abort=True)  # nobody waits for an answer any more
         sock.close()
     return server.exit_code
+
+
+def serve(choices: Any, device: str = "auto", **options: Any) -> int:
+    """`seqtool serve`: load the models (`load_models`), then `run` with `options`. A signal
+    while the models load ends the process at once, with the same exit code (130, 143)."""
+
+    def stop_loading(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, stop_loading) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        models = load_models(choices, device)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return run(models, **options)
 
 
 class Running:
