@@ -275,7 +275,7 @@ def test_a_light_request_is_answered_while_a_heavy_one_runs(classifier):
 def test_a_slow_client_is_cut_off_with_408(classifier):
     limits = ServerLimits(read_timeout=1.0)
     with Running(classifier, limits=limits) as server:
-        starts = [b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",  # body
+        starts = [b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n{",  # body
                   b"POST /classify HTTP/1.1\r\nHost: x\r\n"]  # headers
         for start in starts:
             with socket.create_connection((HOST, server.port), timeout=60) as s:
