@@ -122,11 +122,11 @@ def build_app(service: Service, token: str | None = None) -> Any:
 
         return answer
 
-    async def http_error(_request: Request, error: Exception) -> Response:
+    async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        path = _request.url.path[:100]
+        path = request.url.path[:100]
         message = {404: f"no such endpoint: {path}",
-                   405: f"method {_request.method} not allowed for {path}"}.get(
+                   405: f"method {request.method} not allowed for {path}"}.get(
                        error.status_code, error.detail)
         return json_response(error.status_code, {"error": message}, error.headers)
 
