@@ -266,12 +266,36 @@ class GenerationReportConfig:
 
 @dataclass
 class ServerLimits:
-    """What one request to `seqtool serve` may ask, at most."""
+    """What one request to `seqtool serve` may ask, at most, and how long it may take."""
 
     max_texts: int = option(256, "Texts per request at most.", min=1)
     max_chars: int = option(10_000, "Characters per text (and per prompt) at most.", min=1)
     max_body: int = option(1_000_000, "Bytes per request body at most.", min=1)
     max_samples: int = option(100, "Samples (n) per /generate request at most.", min=1)
+    # Compute a request may ask for, whatever its options say (the request's own value must
+    # also lie in its option's range above).
+    max_input_pieces: int = option(MAX_INPUT_LENGTH, "Pieces of an input a request may ask "
+                                   "to read (max_input_length) at most.", min=1)
+    max_beam: int = option(16, "Beam size (beam) per /translate request at most.", min=1)
+    max_translation_ratio: float = option(4.0, "Translation length ratio (max_length_ratio) "
+                                          "per request at most.", min=0, min_open=True)
+    max_output_pieces: int = option(512, "Pieces per generated sample (max_output_length) "
+                                    "at most.", min=1)
+    max_prompt_samples: int = option(10_000, "Prompt characters times samples (n) per "
+                                     "/generate request at most.", min=1)
+    # How long and how many
+    request_timeout: float = option(60.0, "Seconds a request may take in all (queue and "
+                                    "model); later it is answered 503/504.", min=0,
+                                    min_open=True)
+    read_timeout: float = option(30.0, "Seconds a client may take to send a whole request; "
+                                 "later it gets 408 and the connection closes.", min=0,
+                                 min_open=True)
+    max_queue: int = option(64, "Requests waiting per model at most; more get 503 and "
+                            "Retry-After.", min=1)
+    max_connections: int = option(256, "Open connections at most (more get 503).", min=1)
+    model_workers: int = option(2, "Requests a model answers at the same time (each in its "
+                                "own thread, so that a heavy one holds a worker, not the "
+                                "model).", min=1)
 
 
 @dataclass

@@ -11,13 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from seqtool.serve import Batcher, Limits, build_server, load_models
+from seqtool.config import ServerLimits as Limits
+from seqtool.serve import Running, load_models
 from tests.conftest import ROOT, run_cli
 
 HOST = "127.0.0.1"
@@ -27,15 +27,10 @@ HOST = "127.0.0.1"
 def server(toy_classifier, toy_generator, toy_translator):
     models = load_models({"classify": str(toy_classifier), "generate": str(toy_generator),
                           "translate": str(toy_translator)}, "cpu")
-    limits = Limits(max_texts=8, max_chars=300, max_body=20_000, max_samples=50)
-    srv = build_server(models, HOST, 0, limits)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv.server_address[1]
-    srv.shutdown()
-    assert srv.drain(10)
-    srv.server_close()
-    thread.join(10)
+    limits = Limits(max_texts=8, max_chars=300, max_body=20_000, max_samples=50,
+                    max_prompt_samples=1_000)
+    with Running(models, HOST, 0, limits) as srv:
+        yield srv.port
 
 
 def request(port: int, method: str, path: str, body=None, raw: bytes | None = None,
@@ -75,9 +70,10 @@ def test_health_and_models(server, toy_classifier, toy_translator):
     assert status == 200
     models = {m["task"]: m for m in answer["models"]}
     assert set(models) == {"classify", "generate", "translate"}
-    assert models["classify"]["path"] == str(toy_classifier)
+    assert models["classify"]["name"] == toy_classifier.stem  # a name, not the server's path
     assert models["classify"]["labels"] == ["negative", "positive"]
     assert models["translate"]["labels"] == []
+    assert str(toy_classifier.parent) not in json.dumps(answer)
 
 
 def test_classify_and_embed_answer_as_the_cli(server, toy_classifier):
@@ -142,45 +138,13 @@ def same(a, b) -> bool:
     return a == b
 
 
-def test_waiting_requests_are_answered_in_one_batch_each_its_own_slice():
-    calls, lock, release = [], threading.Lock(), threading.Event()
-
-    def upper(key, texts):
-        calls.append(list(texts))
-        release.wait(10)  # the first batch holds the model while the others arrive
-        if "boom" in texts:
-            raise ValueError("boom")
-        return [f"{key}:{t.upper()}" for t in texts]
-
-    batcher = Batcher(upper, lock)
-    with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(batcher, "k", ["a"])
-        while not calls:
-            time.sleep(0.01)
-        rest = [pool.submit(batcher, "k", [f"x{i}", f"y{i}"]) for i in range(4)]
-        other = pool.submit(batcher, "j", ["z"])
-        deadline = time.monotonic() + 10
-        while len(batcher.queue) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        release.set()
-        assert first.result(10) == ["k:A"]
-        assert [f.result(10) for f in rest] == [[f"k:X{i}", f"k:Y{i}"] for i in range(4)]
-        assert other.result(10) == ["j:Z"]
-    assert len(calls) == 3  # the first alone, then the four with key "k", then "j"
-    with pytest.raises(ValueError):
-        batcher("k", ["boom"])
-
-
 def test_the_shipped_default_generator_hands_on_labels_it_does_not_know():
     from seqtool.shipped import SHIPPED_MODELS, checkpoints_folder
 
     if not all((checkpoints_folder() / f).is_file() for f in SHIPPED_MODELS["generate"].values()):
         pytest.skip("no shipped generators here")
-    srv = build_server(load_models({"generate": None}, "cpu"), HOST, 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = srv.server_address[1]
+    with Running(load_models({"generate": None}, "cpu"), HOST, 0) as srv:
+        port = srv.port
         for label in ("positive", "news", "negative"):  # and back to the first generator
             body = {"label": label, "n": 2, "seed": 1, "max_output_length": 12}
             assert post(port, "/generate", body) == cli_records(
@@ -189,9 +153,6 @@ def test_the_shipped_default_generator_hands_on_labels_it_does_not_know():
         assert [m["name"] for m in answer["models"]] == ["default", "brown-genre"]
         status, answer = request(port, "POST", "/generate", {"label": "sideways"})
         assert status == 400 and "news" in answer["error"]
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 BAD = [
@@ -220,6 +181,15 @@ BAD = [
      json.dumps({"label": "positive", "prompt": "a" * 301}).encode(), 413),
     ("body too large", "/classify", json.dumps({"texts": ["a" * 25_000]}).encode(), 413),
     ("unknown path", "/classify/more", b'{"texts": ["a"]}', 404),
+    # compute the server bounds whatever the options' own ranges allow
+    ("beam over the server's", "/translate", b'{"texts": ["a"], "beam": 17}', 400),
+    ("input over the server's", "/classify", b'{"texts": ["a"], "max_input_length": 513}', 400),
+    ("ratio over the server's", "/translate", b'{"texts": ["a"], "max_length_ratio": 4.5}', 400),
+    ("long samples", "/generate", b'{"label": "positive", "max_output_length": 513}', 400),
+    ("prompt times n", "/generate",
+     json.dumps({"label": "positive", "prompt": "a" * 100, "n": 11}).encode(), 413),
+    ("a lone surrogate", "/embed", b'{"texts": ["a", "\\ud800"]}', 400),
+    ("a model not loaded", "/classify", b'{"texts": ["a"], "model": "other"}', 404),
 ]
 
 
@@ -268,10 +238,11 @@ def test_keep_alive_connection_answers_many_requests(server):
 
 
 def start(toy_classifier, toy_generator, *options) -> tuple[subprocess.Popen, int]:
-    """`python -m seqtool.serve` on a free port; waits for its 'listening on' line."""
+    """`seqtool serve` on a free port; waits for its 'listening on' line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "seqtool.serve", "--port", "0", "--tasks", "classify,generate",
+        [sys.executable, "-m", "seqtool.cli", "serve", "--port", "0", "--tasks",
+         "classify,generate",
          "-m", f"classify={toy_classifier}", "-m", f"generate={toy_generator}", *options],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     line = process.stderr.readline()  # blocks until the line, or EOF if it dies
@@ -313,10 +284,10 @@ def test_a_signal_lets_the_request_in_flight_finish(toy_classifier, toy_generato
 
 def test_a_bad_model_option_is_one_line(toy_classifier):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "seqtool.serve", "-m", "classify"],
+    out = subprocess.run([sys.executable, "-m", "seqtool.cli", "serve", "-m", "classify"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "TASK=MODEL" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "seqtool.serve", "--tasks", "classify",
+    out = subprocess.run([sys.executable, "-m", "seqtool.cli", "serve", "--tasks", "classify",
                           "-m", "classify=/no/such/file.pt"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert out.returncode == 1 and "Traceback" not in out.stderr

@@ -1,5 +1,8 @@
-"""`python -m seqtool.serve`: the same command as `seqtool serve`."""
+"""`python -m seqtool.serve`: the server is the command `seqtool serve` (the command line
+stands above this package, so this module names it rather than importing it)."""
 
-from seqtool.cli.serve import serve
+import sys
 
-serve.main(prog_name="python -m seqtool.serve")
+print("Error: run the server as `seqtool serve` (or `python -m seqtool.cli serve`)",
+      file=sys.stderr)
+sys.exit(2)

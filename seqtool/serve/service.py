@@ -1,223 +1,320 @@
-"""What each endpoint answers, checked field by field, and the batching of requests that
-wait at the same moment. No HTTP here: `seqtool.serve.http` carries the requests."""
+"""The models' side of `seqtool serve`: worker threads per loaded model answer the requests
+(jobs) of its bounded queue, in turns. No HTTP here (`seqtool.serve.app` carries requests).
+
+A turn (of one of the model's worker threads) answers one chunk: a few texts of the first
+waiting job, joined by the texts of every other waiting job with the same options (one batch,
+each job its own slice), or one sample of a /generate job. A job with texts left goes to the
+back of the queue, so a heavy request shares the model with light ones turn by turn instead
+of holding it to the end; while one thread runs a heavy chunk, another answers the others.
+Between turns the worker drops the jobs whose client left and fails those past their
+deadline (so the model is freed between batches), and a batch that fails is answered request
+by request: a request the model cannot answer fails alone."""
 
 from __future__ import annotations
 
-import math
+import sys
 import threading
+import time
+from collections import deque
+from concurrent.futures import Future, InvalidStateError
+from pathlib import Path
 from typing import Any
 
-from seqtool.config import MAX_INPUT_LENGTH, ServerLimits
-from seqtool.config import SamplingConfig as S
-from seqtool.config import SearchConfig as B
+from pydantic import BaseModel
 
-MAX_BEAM = 32
-MAX_OUTPUT_LENGTH = 512  # pieces per generated sample
-DISCARD_AT_MOST = 64_000_000  # bytes of a refused body read and dropped; more: hang up
-BATCH_TEXTS = 512  # texts answered together in one batch at most
+from seqtool.config import SearchConfig, ServerLimits
+from seqtool.errors import SeqtoolError
+from seqtool.serve.schema import RequestError, request_models
 
-
-Limits = ServerLimits  # the server's limits, declared once as options (seqtool.config)
+CHUNK_TEXTS = 32  # texts answered in one turn at most
+CHUNK_CHARS = 4_000  # characters answered in one turn at most (a longer text goes alone)
+RETRY_AFTER = "1"  # seconds a client turned away by a full queue is asked to wait
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+class Job:
+    """One request to one model: its texts (or /generate's options), its deadline, and the
+    future its answer lands in."""
+
+    def __init__(self, kind: str, key: tuple, texts: list[str], deadline: float,
+                 params: dict[str, Any] | None = None):
+        self.kind, self.key, self.texts, self.deadline = kind, key, texts, deadline
+        self.params = params or {}
+        self.future: Future = Future()
+        self.results: list[Any] = []
+        self.next = 0  # the first text not answered yet
+        self.started = False
+        self.left = False  # the client went away
+        self.stream: Any = None  # /generate's samples, drawn one a turn
+
+    def leave(self) -> None:
+        """The client went away: the worker drops the job at its next turn."""
+        self.left = True
+        self.future.cancel()
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.stream is not None:
+            self.stream.close()  # frees the sampler's state now
+            self.stream = None
+        try:
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+        except InvalidStateError:  # cancelled: nobody waits for it
+            pass
 
 
-class _Waiting:
-    def __init__(self, key: Any, texts: list[str]):
-        self.key, self.texts = key, texts
-        self.done = threading.Event()
-        self.result: list[Any] | None = None
-        self.error: BaseException | None = None
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
-class Batcher:
-    """Answers `fn(key, texts)` for concurrent callers, in batches of the callers that wait
-    at the same moment with the same `key`; `lock` is the model's (one batch at a time)."""
+def as_request_error(error: BaseException, where: str) -> RequestError:
+    """What the client learns of an error the model raised: its request's fault (400) or
+    the server's (500, logged in one line)."""
+    if isinstance(error, RequestError):
+        return error
+    if isinstance(error, (SeqtoolError, ValueError, UnicodeError)):
+        return RequestError(one_line(error)[:500], 400)
+    print(f"seqtool serve: {where}: {type(error).__name__}: {one_line(error)[:500]}",
+          file=sys.stderr, flush=True)
+    return RequestError(f"internal error: {type(error).__name__}", 500)
 
-    def __init__(self, fn, lock: threading.Lock, max_texts: int = BATCH_TEXTS):
-        self.fn, self.lock, self.max_texts = fn, lock, max_texts
-        self.queue: list[_Waiting] = []
-        self.queue_lock = threading.Lock()
 
-    def __call__(self, key: Any, texts: list[str]) -> list[Any]:
-        me = _Waiting(key, texts)
-        with self.queue_lock:
-            self.queue.append(me)
-        while not me.done.is_set():
-            with self.lock:  # whoever holds the model answers what waits, maybe not itself
-                if not me.done.is_set():
-                    self._answer(self._take(me.key))
-        if me.error is not None:
-            raise me.error
-        return me.result
+def answer_texts(model: Any, kind: str, key: tuple, texts: list[str]) -> list[Any]:
+    """The records of one batch, in the CLI's `--format jsonl` form."""
+    if kind == "classify":
+        return [r.to_record() for r in model.classify(texts, *key)]
+    if kind == "embed":
+        vectors = model.embed(texts, *key).tolist()
+        return [{"text": t, "vector": [round(x, 5) for x in v]} for t, v in zip(texts, vectors)]
+    beam, length_penalty, n_best, ratio, max_input_length, precision, attention = key
+    results = model.translate(texts, beam, length_penalty, n_best, ratio, max_input_length,
+                              SearchConfig.batch_size, precision, attention=attention)
+    return [r.to_record(attention=attention) for r in results]
 
-    def _take(self, key: Any) -> list[_Waiting]:
-        with self.queue_lock:
-            batch, size, rest = [], 0, []
-            for w in self.queue:
-                if w.key == key and (not batch or size + len(w.texts) <= self.max_texts):
-                    batch.append(w)
-                    size += len(w.texts)
-                else:
-                    rest.append(w)
-            self.queue = rest
+
+class Worker:
+    """The threads (`limits.model_workers`) that run one model: jobs wait in a queue of at
+    most `limits.max_queue`; a job is in one thread's hands at a time, so while a heavy
+    chunk runs in one, another answers the light requests."""
+
+    def __init__(self, name: str, model: Any, limits: ServerLimits):
+        self.name, self.model, self.limits = name, model, limits
+        self.jobs: deque[Job] = deque()
+        self.cond = threading.Condition()
+        self.stopping = False  # take no new job; end when the queue is empty
+        self.aborting = False  # answer every job 503 at its next turn (a second signal)
+        self.turns = 0
+        self.threads = [threading.Thread(target=self._loop, name=f"seqtool-serve {name} {i}",
+                                         daemon=True) for i in range(limits.model_workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, job: Job) -> Future:
+        with self.cond:
+            if self.stopping:
+                raise RequestError("the server is stopping", 503)
+            if len(self.jobs) >= self.limits.max_queue:
+                raise RequestError(f"{len(self.jobs)} requests wait for {self.name}; try again "
+                                   "later", 503, {"Retry-After": RETRY_AFTER})
+            self.jobs.append(job)
+            self.cond.notify()
+        return job.future
+
+    def stop(self, abort: bool = False) -> None:
+        """No new jobs; the worker ends once those waiting are answered (at once with
+        `abort`). Takes no lock: a signal handler may call it."""
+        self.aborting = self.aborting or abort
+        self.stopping = True
+
+    def join(self, timeout: float | None = None) -> bool:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        for thread in self.threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in self.threads)
+
+    def _loop(self) -> None:
+        import torch
+
+        torch.set_grad_enabled(False)  # this thread only answers; /generate's turns interleave
+        while True:
+            with self.cond:
+                while not self.jobs and not self.stopping:
+                    self.cond.wait(1.0)  # wakes now and then to see `stopping` set by a signal
+                self._drop_finished()
+                if not self.jobs:
+                    if self.stopping:
+                        return
+                    continue
+                batch = self._take()
+            self.turns += 1  # approximate with several threads: for tests and benchmarks
+            self._run(batch)
+            with self.cond:
+                for job, _start, _end in batch:
+                    if not job.future.done():
+                        self.jobs.append(job)  # its next chunk after the others' turns
+
+    def _drop_finished(self) -> None:
+        """Drop the jobs whose client left; fail those past their deadline (or all, when
+        aborting)."""
+        now = time.monotonic()
+        for job in list(self.jobs):
+            error = None
+            if self.aborting:
+                error = RequestError("the server is stopping", 503)
+            elif job.left or job.future.cancelled():
+                error = RequestError("the client went away", 499)
+            elif now > job.deadline:
+                seconds = f"{self.limits.request_timeout:g}"
+                error = (RequestError(f"the request took over {seconds} s", 504) if job.started
+                         else RequestError(f"the request waited over {seconds} s for {self.name}",
+                                           503, {"Retry-After": RETRY_AFTER}))
+            if error is not None:
+                self.jobs.remove(job)
+                job.settle(error=error)
+
+    def _take(self) -> list[tuple[Job, int, int]]:
+        """This turn's chunk: (job, first text, end) for the first job and those that share
+        its options, taken off the queue."""
+        head = self.jobs[0]
+        if head.kind == "generate":
+            self.jobs.popleft()
+            return [(head, 0, 0)]
+        batch: list[tuple[Job, int, int]] = []
+        texts = chars = 0
+        for job in list(self.jobs):
+            if (job.kind, job.key) != (head.kind, head.key):
+                continue
+            start = end = job.next
+            while end < len(job.texts):
+                size = len(job.texts[end])
+                if texts and (texts + 1 > CHUNK_TEXTS or chars + size > CHUNK_CHARS):
+                    break
+                end, texts, chars = end + 1, texts + 1, chars + size
+            if end > start:
+                batch.append((job, start, end))
+                self.jobs.remove(job)
+            if texts >= CHUNK_TEXTS or chars >= CHUNK_CHARS:
+                break
         return batch
 
-    def _answer(self, batch: list[_Waiting]) -> None:
+    def _run(self, batch: list[tuple[Job, int, int]]) -> None:
+        batch = [(job, s, e) for job, s, e in batch if self._start(job)]
+        if not batch:
+            return
+        if batch[0][0].kind == "generate":
+            self._sample(batch[0][0])
+            return
+        kind, key = batch[0][0].kind, batch[0][0].key
         try:
-            results = self.fn(batch[0].key, [t for w in batch for t in w.texts])
-            start = 0
-            for w in batch:
-                w.result = results[start:start + len(w.texts)]
-                start += len(w.texts)
-        except BaseException as e:  # noqa: BLE001 - handed to every caller of the batch
-            for w in batch:
-                w.error = e
-        for w in batch:
-            w.done.set()
+            results = answer_texts(self.model, kind, key,
+                                   [t for job, s, e in batch for t in job.texts[s:e]])
+        except Exception as error:  # noqa: BLE001 - answered below, request by request
+            if len(batch) == 1:
+                job = batch[0][0]
+                job.settle(error=as_request_error(error, f"{self.name} {kind}"))
+                return
+            for job, s, e in batch:  # alone, a request that cannot be answered fails alone
+                self._run([(job, s, e)])
+            return
+        for job, s, e in batch:
+            job.results.extend(results[:e - s])
+            results = results[e - s:]
+            job.next = e
+            if job.next == len(job.texts):
+                job.settle(job.results)
+
+    def _start(self, job: Job) -> bool:
+        if not job.started:
+            job.started = True
+            return job.future.set_running_or_notify_cancel()
+        return not job.future.done()
+
+    def _sample(self, job: Job) -> None:
+        """One more sample of a /generate job."""
+        try:
+            if job.stream is None:
+                job.stream = self.model.generate_stream(**job.params)
+            job.results.append(next(job.stream).to_record())
+        except StopIteration:
+            job.settle(job.results)
+            return
+        except Exception as error:  # noqa: BLE001 - the client learns why
+            job.settle(error=as_request_error(error, f"{self.name} generate"))
+            return
+        if len(job.results) == job.params["n"]:
+            job.settle(job.results)
+
+
+def model_name(model: str | Path | None) -> str:
+    """How /models and requests name a model: its shipped name, or its file's stem; the
+    task's shipped default is "default". Never a path on the server."""
+    if model is None:
+        return "default"
+    return Path(model).stem if str(model).endswith(".pt") or "/" in str(model) else str(model)
+
+
+TASK_OF = {"classify": "classify", "embed": "classify", "generate": "generate",
+           "translate": "translate"}
 
 
 class Service:
-    """The loaded models and the answer to each endpoint, as JSON-ready records."""
+    """The loaded models ({task: {name: model}}), a worker each, and the request models."""
 
-    def __init__(self, models: dict[str, Any], limits: Limits | None = None):
-        self.models, self.limits = models, limits or Limits()
-        self.locks = {task: threading.Lock() for task in models}
-        self.batchers: dict[str, Batcher] = {}
-        if "classify" in models:
-            c = models["classify"]
-            self.batchers["classify"] = Batcher(
-                lambda key, texts: [r.to_record() for r in c.classify(texts, key)],
-                self.locks["classify"])
-            self.batchers["embed"] = Batcher(
-                lambda key, texts: [[round(x, 5) for x in v] for v in
-                                    c.embed(texts, key).tolist()], self.locks["classify"])
-        if "translate" in models:
-            t = models["translate"]
-            self.batchers["translate"] = Batcher(
-                lambda key, texts: [r.to_record(attention=key[-1]) for r in
-                                    t.translate(texts, *key[:-1], attention=key[-1])],
-                self.locks["translate"])
+    def __init__(self, models: dict[str, dict[str, Any]], limits: ServerLimits | None = None):
+        self.limits = limits or ServerLimits()
+        self.requests: dict[str, type[BaseModel]] = request_models(self.limits)
+        self.workers = {task: {name: Worker(f"{task} model {name}", model, self.limits)
+                               for name, model in named.items()}
+                        for task, named in models.items()}
 
     def describe(self) -> list[dict[str, Any]]:
-        return [d for m in self.models.values() for d in m.describe_all()]
+        """GET /models: each model's task, name and labels; the first of a task answers the
+        requests that name none."""
+        described = []
+        for task, workers in self.workers.items():
+            for i, (name, worker) in enumerate(workers.items()):
+                for j, entry in enumerate(worker.model.describe_all()):
+                    described.append({"task": task, "name": name if j == 0 else entry["name"],
+                                      "labels": entry["labels"], "default": i == j == 0})
+        return described
 
-    def _model(self, task: str):
-        if task not in self.models:
-            raise BadRequest(f"no {task} model is loaded (see GET /models)", 404)
-        return self.models[task]
+    def worker(self, task: str, name: str | None) -> Worker:
+        workers = self.workers.get(task)
+        if not workers:
+            raise RequestError(f"no {task} model is loaded (see GET /models)", 404)
+        if name is None:
+            return next(iter(workers.values()))
+        if name not in workers:
+            raise RequestError(f"no {task} model named {name[:100]!r} (loaded: "
+                               f"{', '.join(workers)})", 404)
+        return workers[name]
 
-    def classify(self, body: dict) -> list[dict]:
-        self._model("classify")
-        texts, max_length = self._texts(body, set())
-        return self.batchers["classify"](max_length, texts)
+    def submit(self, endpoint: str, request: Any) -> Job:
+        """Queue a validated request (`self.requests[endpoint]`); its answer comes in
+        `job.future` (a list of records, or a RequestError)."""
+        worker = self.worker(TASK_OF[endpoint], request.model)
+        deadline = time.monotonic() + self.limits.request_timeout
+        if endpoint == "generate":
+            job = Job("generate", (), [], deadline, request.model_dump(exclude={"model"}))
+        elif endpoint == "translate":
+            r = request
+            key = (r.beam, r.length_penalty, r.n_best, r.max_length_ratio, r.max_input_length,
+                   r.precision, r.attention)
+            job = Job("translate", key, request.texts, deadline)
+        else:
+            job = Job(endpoint, (request.max_input_length,), request.texts, deadline)
+        worker.submit(job)
+        return job
 
-    def embed(self, body: dict) -> list[dict]:
-        self._model("classify")
-        texts, max_length = self._texts(body, set())
-        vectors = self.batchers["embed"](max_length, texts)
-        return [{"text": t, "vector": v} for t, v in zip(texts, vectors)]
+    def all_workers(self) -> list[Worker]:
+        return [w for workers in self.workers.values() for w in workers.values()]
 
-    def translate(self, body: dict) -> list[dict]:
-        self._model("translate")
-        texts, max_length = self._texts(body, {"beam", "n_best", "length_penalty",
-                                               "max_length_ratio", "attention", "precision"})
-        beam = _int(body, "beam", B.beam, 1, MAX_BEAM)
-        n_best = _int(body, "n_best", B.n_best, 1, beam)
-        length_penalty = _number(body, "length_penalty", B.length_penalty, 0)
-        ratio = _number(body, "max_length_ratio", B.max_length_ratio, 0, open_min=True,
-                        most=10)
-        attention = _get(body, "attention", False, bool)
-        precision = _get(body, "precision", B.precision, str)
-        if precision not in ("fp32", "bf16"):
-            raise BadRequest("'precision' must be \"fp32\" or \"bf16\"")
-        key = (beam, length_penalty, n_best, ratio, max_length, B.batch_size, precision,
-               attention)
-        return self.batchers["translate"](key, texts)
-
-    def generate(self, body: dict) -> list[dict]:
-        self._model("generate")
-        _known(body, {"label", "n", "prompt", "seed", "temperature", "top_k", "top_p",
-                      "max_output_length", "guidance", "lexicon"})
-        if "label" not in body:
-            raise BadRequest("missing field 'label'")
-        label = _get(body, "label", "", str)
-        n = _int(body, "n", 1, 1, self.limits.max_samples)
-        prompt = _get(body, "prompt", "", str)
-        if len(prompt) > self.limits.max_chars:
-            raise BadRequest(f"'prompt' is longer than {self.limits.max_chars} characters",
-                             413)
-        seed = _int(body, "seed", 0, -2**63, 2**63 - 1)
-        options = dict(
-            temperature=_number(body, "temperature", S.temperature, 0),
-            top_k=_int(body, "top_k", S.top_k, 0, 1_000_000),
-            top_p=_number(body, "top_p", S.top_p, 0, open_min=True, most=1),
-            max_output_length=_int(body, "max_output_length", S.max_output_length, 1,
-                                   MAX_OUTPUT_LENGTH),
-            guidance=_number(body, "guidance", S.guidance, 0),
-            lexicon=_get(body, "lexicon", S.lexicon, str))
-        if options["lexicon"] not in ("model", "none"):  # a server reads no file a client names
-            raise BadRequest("'lexicon' must be \"model\" or \"none\"")
-        with self.locks["generate"]:  # the API hands a label of another shipped generator on
-            results = self.models["generate"].generate(label, n, prompt, seed, **options)
-        return [r.to_record() for r in results]
-
-    def _texts(self, body: dict, other_fields: set[str]) -> tuple[list[str], int]:
-        _known(body, {"texts", "max_input_length"} | other_fields)
-        if "texts" not in body:
-            raise BadRequest("missing field 'texts' (a list of strings)")
-        texts = body["texts"]
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise BadRequest("'texts' must be a list of strings")
-        if not texts:
-            raise BadRequest("'texts' is empty")
-        if len(texts) > self.limits.max_texts:
-            raise BadRequest(f"too many texts: {len(texts)} (at most {self.limits.max_texts} "
-                             "a request)", 413)
-        for i, t in enumerate(texts):
-            if len(t) > self.limits.max_chars:
-                raise BadRequest(f"texts[{i}] is longer than {self.limits.max_chars} characters",
-                                 413)
-        return texts, _int(body, "max_input_length", MAX_INPUT_LENGTH, 0, 1_000_000)
-
-
-def _known(body: dict, fields: set[str]) -> None:
-    unknown = sorted(set(body) - fields)
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(fields))})")
-
-
-def _get(body: dict, name: str, default: Any, kind: type) -> Any:
-    value = body.get(name, default)
-    if kind is not bool and isinstance(value, bool) or not isinstance(value, kind):
-        what = {str: "a string", bool: "true or false", int: "an integer"}[kind]
-        raise BadRequest(f"'{name}' must be {what}")
-    return value
-
-
-def _int(body: dict, name: str, default: int, least: int, most: int) -> int:
-    value = _get(body, name, default, int)
-    if not least <= value <= most:
-        raise BadRequest(f"'{name}' must be from {least} to {most}, not {value}")
-    return value
-
-
-def _number(body: dict, name: str, default: float, least: float, open_min: bool = False,
-            most: float = math.inf) -> float:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"'{name}' must be a number")
-    try:
-        value = float(value)
-    except OverflowError:
-        raise BadRequest(f"'{name}' is too large") from None
-    if not math.isfinite(value) or value < least or (open_min and value == least) \
-            or value > most:
-        bound = f"above {least}" if open_min else f"at least {least}"
-        bound += f" and at most {most}" if math.isfinite(most) else ""
-        raise BadRequest(f"'{name}' must be {bound}, not {value}")
-    return float(value)
+    def close(self, abort: bool = False, timeout: float | None = None) -> None:
+        """Answer what waits (503 at once with `abort`) and end the workers."""
+        for worker in self.all_workers():
+            worker.stop(abort)
+        for worker in self.all_workers():
+            worker.join(timeout)
