@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.common import launched_processes, write_answers
+from seqtool.cli.common import launched_processes, refuse_texts_and_input, write_answers
 from seqtool.cli.options import (
     LINE_FORMATS,
     batch_size_option,
@@ -68,6 +68,7 @@ def classify(texts, model, input_path, out, fmt, max_input_length, errors, devic
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
       cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
     """
+    refuse_texts_and_input(texts, input_path)
     import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
@@ -120,6 +121,7 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
       seqtool embed "I love my cat." | jq '.vector | length'
       seqtool embed -i sentences.txt --out vectors.npy
     """
+    refuse_texts_and_input(texts, input_path)
     import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
@@ -235,6 +237,7 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
+    refuse_texts_and_input(texts, input_path)
     if n_best > beam:
         raise click.UsageError("--n-best cannot exceed --beam", ctx)
     if attention_png:

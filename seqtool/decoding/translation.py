@@ -12,6 +12,7 @@ from seqtool.config import MAX_INPUT_LENGTH
 from seqtool.decoding.search import Hypothesis, beam_search_batches, greedy
 from seqtool.device import autocast, model_device
 from seqtool.text.batching import length_sorted, translate_batch
+from seqtool.text.blank import is_blank
 from seqtool.text.tokenizer import Tokenizer
 
 
@@ -69,6 +70,7 @@ class Translation:
         self.model.eval()
         device = model_device(self.model)
         ids = self.src_tok.encode_batch(list(texts), max_length=max_source_tokens)
+        ids = [[] if is_blank(text) else s for text, s in zip(texts, ids, strict=True)]
         results: list[TranslationResult | None] = [None] * len(ids)
         for i, s in enumerate(ids):
             if not s:  # an empty line translates to an empty line
