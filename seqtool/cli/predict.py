@@ -99,8 +99,12 @@ class NpyWriter:
         import numpy as np
 
         if kind is None:
+            import io
+
             matrix = np.asarray(self.rows, np.float32).reshape(len(self.rows), self.dim)
-            np.save(self.sink, matrix)
+            buffer = io.BytesIO()  # np.save needs a seekable file; --out may be a pipe
+            np.save(buffer, matrix)
+            self.sink.write(buffer.getvalue())
 
 
 @click.command()
