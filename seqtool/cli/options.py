@@ -111,10 +111,9 @@ def refuse_non_finite(kind: type) -> type:
         def convert(self, value: Any, param: Any, ctx: Any) -> Any:
             import math
 
-            number = super().convert(value, param, ctx)
-            if not math.isfinite(number):
+            if not math.isfinite(click.FLOAT.convert(value, param, ctx)):  # before the range
                 self.fail(f"{value!r} is not a finite number.", param, ctx)
-            return number
+            return super().convert(value, param, ctx)
 
     Finite.__name__ = f"Finite{kind.__name__}"
     return Finite

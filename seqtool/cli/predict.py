@@ -248,7 +248,7 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
 
         refuse_overwriting_input(attention_png, [input_path])
-        check_writable(Path(attention_png))
+        check_writable(Path(attention_png), special_ok=True)
     translator = seqtool.load("translate", model, device)
     want_attention = bool(attention_png or show_attention)
     first = [True]
