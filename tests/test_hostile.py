@@ -154,6 +154,33 @@ def test_resuming_another_tasks_run_names_the_task(tmp_path):
     assert "data differ" not in result.stderr
 
 
+@pytest.mark.parametrize("damage", ["drop optimizer", "drop step", "scheduler not a dict"])
+def test_resuming_a_damaged_training_state_says_so(tmp_path, damage):
+    """An edited OUT.last.pt: one line saying the training state is damaged and what to do
+    (it said `cannot resume: 'optimizer'`)."""
+    import torch
+
+    data = TOY / "sentiment.tsv"
+    out = tmp_path / "m.pt"
+    args = ["train", "classify", "--train", data, "--dev", data, "--out", out, *TINY_CLASSIFY]
+    run_cli(*args, "--epochs", "1")
+    last = tmp_path / "m.last.pt"
+    payload = torch.load(last, weights_only=True)
+    state = payload["train_state"]
+    if damage == "drop optimizer":
+        del state["optimizer"]
+    elif damage == "drop step":
+        del state["step"]
+    else:
+        state["scheduler"] = "x"
+    torch.save(payload, last)
+    result = run_cli(*args, "--epochs", "2", "--resume", ok=False)
+    assert result.exit_code == 1
+    errors = [x for x in result.output.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1 and "damaged training state" in errors[0], result.output
+    assert "start a new run" in errors[0] and str(last) in errors[0]
+
+
 def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
     """The first sample arrives while the others are still being drawn; Ctrl-C then exits
     130, and every line written is a whole sample of the uninterrupted run, in order."""
