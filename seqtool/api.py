@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from seqtool.config import MAX_INPUT_LENGTH, InferenceConfig, SamplingConfig, SearchConfig
 from seqtool.errors import SeqtoolError
 from seqtool.results import AttentionMap, Candidate, ClassifyResult, GenerateResult, TranslateResult
+from seqtool.text.blank import is_blank
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,7 +71,7 @@ class LoadedClassifier(LoadedModel):
 
         # An empty line gets no label (as translate leaves it empty): it holds no evidence.
         results = [ClassifyResult(None, None, text, {}) for text in texts]
-        todo = [i for i, text in enumerate(texts) if text.strip()]
+        todo = [i for i, text in enumerate(texts) if not is_blank(text)]
         probabilities = classify_probabilities(self.loaded.model, self.loaded.tokenizer,
                                                [texts[i] for i in todo],
                                                max_length=max_input_length)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,29 +33,81 @@ FORMAT = "seqtool-checkpoint"
 FORMAT_VERSION = 2  # 2: the digest covers the weights too
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file and a rename."""
+def output_target(path: str | Path) -> tuple[Path, bool]:
+    """Where writing `path` lands, and whether that is a special file.
+
+    A symbolic link is followed to the real file, so that replacing the output replaces the
+    file behind the link, never the link itself; a special file (a device such as /dev/stdout,
+    a pipe, a terminal) is written in place, since a rename would put a plain file where it
+    was."""
     path = Path(path)
-    check_writable(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        mode = os.stat(path).st_mode  # follows links, /proc/self/fd/N included
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return path, True
+    return Path(os.path.realpath(path)), False
+
+
+def _temp_beside(target: Path) -> tuple[int, Path]:
+    """A new hidden temp file in `target`'s folder, opened for writing, with the mode the
+    output should have: that of the file it replaces, else 0666 less the umask (as `>` gives),
+    never mkstemp's 0600."""
+    import secrets
+
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+            break
+        except FileExistsError:
+            continue
+    try:
+        old = os.stat(target)
+    except OSError:
+        return fd, tmp
+    with contextlib.suppress(OSError):  # keep the replaced file's mode (and owner, for root)
+        if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            os.fchown(fd, old.st_uid, old.st_gid)
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    return fd, tmp
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield the path to write the new content of output `path` to: a temp file beside the
+    real file (through links), renamed over it when the block ends without error and removed
+    when it fails, so the old file stays intact; a special file (/dev/stdout) itself."""
+    target, special = output_target(path)
+    if special:
+        yield Path(path)
+        return
+    try:
+        fd, tmp = _temp_beside(target)
     except OSError as e:
         raise os_error(e, path) from None
+    os.close(fd)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file and a rename (`replacing`)."""
+    path = Path(path)
+    check_writable(path, special_ok=True)
+    try:
+        with replacing(path) as tmp, open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):  # disk full, quota, I/O error: the old file stays intact
-            raise os_error(e, path) from None
-        raise
+            if not output_target(path)[1]:
+                os.fsync(f.fileno())
+    except OSError as e:  # disk full, quota, I/O error: the old file stays intact
+        raise os_error(e, path) from None
 
 
 def remove_stale_temp_files(path: Path) -> None:
@@ -79,28 +132,35 @@ def remove_stale_temp_files(path: Path) -> None:
                 raise os_error(e, leftover, "cannot remove stale temp file") from None
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, special_ok: bool = False) -> None:
     """Raise SeqtoolError naming `path` unless a file can be written there.
 
-    Creates missing parent folders (as `atomic_write_bytes` would) and writes and removes a
-    temp file in the folder, so a read-only folder or a parent that is a file is found before
-    hours of training, not after.
-    """
+    Writes and removes a temp file in the real file's folder (through links), so a read-only
+    folder or a parent that is a file is found before hours of training, not after. A missing
+    folder is an error (a typo must not make /nonexist/x.tsv). A special file (/dev/stdout, a
+    pipe) is refused unless `special_ok`: results may go there, checkpoints may not."""
     path = Path(path)
     if path.is_dir():
         raise SeqtoolError("is a directory, not a file", str(path))
-    if path.exists() and not path.is_file():  # a rename would replace a device or a pipe
-        raise SeqtoolError("not a regular file; give a file path", str(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise SeqtoolError("cannot create file: a parent path is a file", str(path)) from None
-    except OSError as e:
-        raise SeqtoolError(f"cannot create folder ({e.strerror})", str(path.parent)) from None
-    if path.exists() and not os.access(path, os.W_OK):
+    target, special = output_target(path)
+    if special:
+        if not special_ok:  # a checkpoint's siblings (OUT.last.pt, the lock) need a folder
+            raise SeqtoolError("not a regular file; give a file path", str(path))
+        if not os.access(path, os.W_OK):
+            raise SeqtoolError("file is not writable", str(path))
+        return
+    folder = target.parent
+    if not folder.is_dir():
+        above = folder
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise SeqtoolError("cannot create file: a parent path is a file", str(path))
+        raise SeqtoolError(f"no such folder: {folder} (create it first)", str(path))
+    if target.exists() and not os.access(target, os.W_OK):
         raise SeqtoolError("file is not writable", str(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise SeqtoolError(f"cannot write here ({e.strerror})", str(path)) from None
     os.close(fd)
@@ -112,12 +172,16 @@ def output_lock(path: Path, what: str = "training") -> Iterator[None]:
     """Hold an exclusive lock on `path` while a run writes it, so that a second run given the
     same output is refused in one line instead of overwriting the first's file in silence.
 
-    The lock is `flock` on a hidden `.NAME.lock` beside it: the system releases it when the
-    process dies, however it dies, so no stale lock ever blocks a later run."""
+    The lock is `flock` on a hidden `.NAME.lock` beside the real file (through links, so two
+    links to one file share it): the system releases it when the process dies, however it
+    dies, so no stale lock ever blocks a later run."""
     import fcntl
 
-    path = Path(path)
-    lock = path.with_name(f".{path.name}.lock")
+    target, special = output_target(path)
+    if special:  # /dev/stdout: nothing to replace, no folder to lock in
+        yield
+        return
+    path, lock = Path(path), target.with_name(f".{target.name}.lock")
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)

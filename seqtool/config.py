@@ -5,10 +5,14 @@ with `help` in its metadata is a command-line option (`seqtool.cli.options.field
 its default here is the option's default, declared nowhere else. Metadata keys besides help:
 choices (in --help order), min/max/min_open/max_open (a range), off (the negative spelling of a
 boolean, e.g. "unidirectional"; without it a boolean is a plain flag), short ("-q"), metavar,
-show_default (False hides it)."""
+show_default (False hides it). A float option is always finite; `or_zero` also admits 0 outside
+its range (temperature: 0 = greedy). The range is where the maths holds: `range_problem` checks
+a value against it, for the command line (`seqtool.cli.options`) and the server alike."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -17,6 +21,39 @@ def option(default: Any, help: str, **cli: Any) -> Any:
     """A field that is also a command-line option: its default and help, and how click reads
     it (see the module's docstring)."""
     return field(default=default, metadata={"help": help, **cli})
+
+
+RANGE_KEYS = ("min", "max", "min_open", "max_open", "or_zero")
+
+
+def describe_range(metadata: Mapping[str, Any]) -> str:
+    """The range a field's metadata declares, as click writes one: `0<=x<1`, `x>=1`."""
+    low, high = metadata.get("min"), metadata.get("max")
+    text = "x"
+    if low is not None:
+        text = f"{low}{'<' if metadata.get('min_open') else '<='}{text}"
+    if high is not None:
+        text = f"{text}{'<' if metadata.get('max_open') else '<='}{high}"
+    return f"x=0 or {text}" if metadata.get("or_zero") else text
+
+
+def range_problem(metadata: Mapping[str, Any], value: float) -> str | None:
+    """Why `value` is no valid value of a field with this metadata (None when it is): a
+    float must be finite, and every number inside the declared range (`RANGE_KEYS`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if metadata.get("or_zero") and value == 0:
+        return None
+    low, high = metadata.get("min"), metadata.get("max")
+    if (low is not None and (value < low or (metadata.get("min_open") and value == low))) or \
+            (high is not None and (value > high or (metadata.get("max_open") and value == high))):
+        return f"{value} is not in the range {describe_range(metadata)}"
+    return None
+
+
+def field_range_problem(config: type, name: str, value: float) -> str | None:
+    """`range_problem` for the field `name` of the dataclass `config`."""
+    return range_problem({f.name: f for f in fields(config)}[name].metadata, value)
 
 
 class ConfigMixin:
@@ -43,7 +80,7 @@ class ClassifierConfig(ConfigMixin):
                           "max and mean side by side, as ULMFiT).",
                           choices=("max", "mean", "last", "concat"))
     # independently initialised GRUs trained together; probabilities averaged
-    ensemble: int = option(1, "Train N GRUs together and average their predictions.")
+    ensemble: int = option(1, "Train N GRUs together and average their predictions.", min=1)
     # radius of the adversarial shift of the embedded text, times its norm
     adversarial: float = option(
         0.0, "Adversarial training (Miyato et al. 2017): also learn from each text's embeddings "
@@ -143,7 +180,7 @@ class LanguageModelConfig(ConfigMixin):
 class TrainConfig:
     epochs: int = option(10, "Passes over the training data.", min=1)
     # padded tokens per global batch
-    max_tokens: int = option(4096, "Padded tokens per batch (all processes together).")
+    max_tokens: int = option(4096, "Padded tokens per batch (all processes together).", min=1)
     lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True)
     warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", min=0)
     # constant | linear | plateau (halve the rate when dev stalls)
@@ -151,16 +188,20 @@ class TrainConfig:
                            "After warm-up: halve on a dev plateau, decay linearly, or keep.",
                            choices=("plateau", "linear", "constant"))
     clip_norm: float = option(1.0, "Clip the gradient norm (0 = off).", min=0)
-    eval_every: int = option(0, "Evaluate on dev every N steps (0 = every epoch).")  # steps
+    eval_every: int = option(0, "Evaluate on dev every N steps (0 = every epoch).",  # steps
+                             min=0)
     # evaluations without improvement before stopping
-    patience: int = option(5, "Stop after N evaluations without improvement.")
-    seed: int = option(0, "Random seed: same seed, same data, same model.")
+    patience: int = option(5, "Stop after N evaluations without improvement.", min=1)
+    # torch.manual_seed takes < 2^64, and a step's dropout seed is about 10^9 times this
+    seed: int = option(0, "Random seed: same seed, same data, same model.", min=0,
+                       max=2**32 - 1)
     device: str = option("auto", "Where to train (auto = cuda when available).",
                          choices=("auto", "cpu", "cuda"))
     precision: str = option("fp32", "bf16 = mixed precision through torch.autocast.",
                             choices=("fp32", "bf16"))
-    max_steps: int = option(0, "Stop after N steps (0 = no limit).", show_default=False)
-    max_minutes: float = option(0.0, "Stop after N minutes (0 = no limit).", show_default=False)
+    max_steps: int = option(0, "Stop after N steps (0 = no limit).", show_default=False, min=0)
+    max_minutes: float = option(0.0, "Stop after N minutes (0 = no limit).", show_default=False,
+                                min=0)
     weight_decay: float = 0.0
     # store the best weights in fp16 (smaller files)
     half_checkpoint: bool = option(False, "Store best weights in fp16.")
@@ -170,7 +211,8 @@ class TrainConfig:
                        "--discriminative-weight; OUT.last.pt holds the optimizer too).",
                        choices=("best", "last"))
     # decay of an exponential moving average of the weights; 0 = off
-    ema: float = option(0.0, "Evaluate and keep a moving average of the weights (e.g. 0.999).")
+    ema: float = option(0.0, "Evaluate and keep a moving average of the weights (e.g. 0.999).",
+                        min=0, max=1, max_open=True)
     quiet: bool = option(False, "No progress lines on stderr.", short="-q")
     # rate of --init's or --embeddings' weights, relative to lr
     pretrained_lr_scale: float = option(
@@ -200,14 +242,16 @@ class InferenceConfig:
 class SamplingConfig:
     """How `generate` (and `evaluate generate`, the API and the server) draws samples."""
 
-    temperature: float = option(0.8, "Sampling temperature; 0 = greedy.", min=0, short="-t")
+    # below 1e-3 sampling is greedy in all but name, and near 1e-38 the scores overflow
+    temperature: float = option(0.8, "Sampling temperature; 0 = greedy.", min=1e-3, max=1e3,
+                                or_zero=True, short="-t")
     top_k: int = option(0, "Sample among the k most likely pieces; 0 = no limit.", min=0)
     top_p: float = option(1.0, "Nucleus sampling mass.", min=0, max=1, min_open=True)
     max_output_length: int = option(60, "Longest output in pieces (the prompt not counted).",
                                     min=1)
     guidance: float = option(
         1.0, "Strengthen the class: contrast with the other classes (0 = off).", min=0,
-        short="-g")
+        max=100, short="-g")  # times the score gaps (up to ~100) over the temperature: finite
     lexicon: str = option(
         "model", "Words samples may use: model = the words of the model's training text, "
         "stored in it (no limit for a model that stores none); none = any spelling of pieces; "
@@ -219,10 +263,11 @@ class SearchConfig:
     """How `translate` (and `evaluate translate`, the API and the server) searches."""
 
     beam: int = option(5, "Beam size; 1 = greedy.", min=1, short="-b")
-    length_penalty: float = option(1.0, "alpha of ((5+len)/6)^alpha; 0 = none.", min=0)
+    # ((5+len)/6)^alpha stays finite (float64) for outputs of up to 10^30 pieces
+    length_penalty: float = option(1.0, "alpha of ((5+len)/6)^alpha; 0 = none.", min=0, max=10)
     n_best: int = option(1, "Hypotheses per sentence (jsonl/json), at most --beam.", min=1)
     max_length_ratio: float = option(2.0, "Stop a translation at ratio * source pieces + 5.",
-                                     min=0, min_open=True)
+                                     min=0, min_open=True, max=1000)  # a length, not inf
     batch_size: int = option(64, "Sentences decoded together.", min=1)
     precision: str = option("fp32", "bf16 runs the matrix products in bfloat16 (faster).",
                             choices=("fp32", "bf16"))
@@ -252,7 +297,8 @@ class DataConfig:
     """How training text becomes examples, besides its length (MAX_TRAIN_LENGTH)."""
 
     subword_sampling: float = option(
-        0.0, "Sample segmentations with this alpha while training (0 = off).")  # classify
+        0.0, "Sample segmentations with this alpha while training (0 = off).",  # classify
+        min=0)
     joint_vocab: bool = option(True, "One sentencepiece model for both languages, or one each.",
                                off="separate-vocab")  # translate
 
@@ -305,7 +351,7 @@ class DistillConfig:
     # spelled --temperature on the command line, apart from sampling's
     temperature: float = option(
         2.0, "Softens teacher and student distributions in the soft term (Hinton et al. 2015).",
-        min=0, min_open=True)
+        min=0.01, max=100)  # as sampling's: the divided scores stay finite
     alpha: float = option(
         0.5, "Weight of the teacher's soft labels on labelled texts; 1 - alpha goes to the "
         "gold label. Unlabelled texts learn the teacher alone.", min=0, max=1)

@@ -18,19 +18,31 @@ from tests.conftest import ROOT, TINY_CLASSIFY, TINY_GENERATE, TOY, run_cli, run
 NON_FINITE = ["nan", "inf", "-inf", "NaN", "Infinity"]
 
 
+def usage_error_line(stderr: str, option: str, rule: str) -> str:
+    """The usage error names the option and the rule it broke (not any usage error, such as
+    `No such option`, nor a traceback)."""
+    assert "Traceback" not in stderr
+    errors = [x for x in stderr.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1, stderr
+    assert f"'{option}'" in errors[0] and rule in errors[0], errors[0]
+    assert "No such option" not in errors[0]
+    return errors[0]
+
+
 @pytest.mark.parametrize("value", NON_FINITE)
 @pytest.mark.parametrize("option", ["--temperature", "--guidance", "--top-p"])
 def test_non_finite_sampling_options_are_usage_errors(toy_generator, option, value):
     result = run_seqtool("generate", "-m", toy_generator, "--label", "positive", option, value)
     assert result.returncode == 2, result.stderr
-    assert "not a finite number" in result.stderr or "not in the range" in result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
+    usage_error_line(result.stderr, option, "is not a finite number")
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("value", NON_FINITE)
 def test_non_finite_length_penalty_is_a_usage_error(toy_translator, value):
     result = run_seqtool("translate", "-m", toy_translator, "--length-penalty", value, "hi")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    usage_error_line(result.stderr, "--length-penalty", "is not a finite number")
 
 
 @pytest.mark.parametrize("option", ["--lr", "--ema", "--dropout", "--max-minutes"])
@@ -39,7 +51,72 @@ def test_non_finite_training_options_are_usage_errors(tmp_path, option):
     result = run_cli("train", "classify", "--train", data, "--dev", data, "--out",
                      tmp_path / "m.pt", option, "nan", ok=False)
     assert result.exit_code == 2
+    usage_error_line(result.output, option, "is not a finite number")
     assert not (tmp_path / "m.pt").exists()
+
+
+# Finite values where the maths breaks (overflow, division by ~0, a decay of 1 or more) and
+# counts below their minimum: each a usage error naming the option and its range.
+GENERATE_EXTREMES = [("--temperature", "1e300"), ("--temperature", "1e-300"),
+                     ("--temperature", "-1"), ("--guidance", "1e300"), ("--top-k", "-1"),
+                     ("--max-output-length", "0")]
+TRAIN_EXTREMES = [("--ema", "2"), ("--ema", "1"), ("--ema", "-1"), ("--ensemble", "0"),
+                  ("--max-tokens", "-5"), ("--patience", "-1"), ("--max-steps", "-1"),
+                  ("--eval-every", "-1"), ("--max-minutes", "-1"), ("--seed", "-1"),
+                  ("--seed", str(2**70)), ("--lr", "0")]
+
+
+@pytest.mark.parametrize("option,value", GENERATE_EXTREMES)
+def test_extreme_sampling_values_are_usage_errors(option, value):
+    result = run_cli("generate", "--label", "positive", option, value, ok=False)
+    assert result.exit_code == 2
+    usage_error_line(result.output, option, "is not in the range")
+
+
+@pytest.mark.parametrize("option,value", [("--length-penalty", "1000"),
+                                          ("--length-penalty", "-1"),
+                                          ("--max-length-ratio", "1e300"), ("--beam", "0")])
+def test_extreme_search_values_are_usage_errors(option, value):
+    result = run_cli("translate", option, value, "hi", ok=False)
+    assert result.exit_code == 2
+    usage_error_line(result.output, option, "is not in the range")
+
+
+@pytest.mark.parametrize("option,value", TRAIN_EXTREMES)
+def test_extreme_training_values_are_usage_errors(tmp_path, option, value):
+    data = TOY / "sentiment.tsv"
+    result = run_cli("train", "classify", "--train", data, "--dev", data, "--out",
+                     tmp_path / "m.pt", option, value, ok=False)
+    assert result.exit_code == 2
+    usage_error_line(result.output, option, "is not in the range")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_values_at_the_edges_of_their_ranges_are_taken():
+    """The ranges refuse only what breaks: 0 (greedy) and the ends of each range pass."""
+    from seqtool.config import SamplingConfig, SearchConfig, TrainConfig, field_range_problem
+
+    for config, name, value in [(SamplingConfig, "temperature", 0.0),
+                                (SamplingConfig, "temperature", 1e-3),
+                                (SamplingConfig, "temperature", 1e3),
+                                (SamplingConfig, "guidance", 100.0),
+                                (SearchConfig, "length_penalty", 10.0),
+                                (TrainConfig, "ema", 0.0), (TrainConfig, "ema", 0.9999),
+                                (TrainConfig, "max_steps", 0), (TrainConfig, "patience", 1)]:
+        assert field_range_problem(config, name, value) is None, (name, value)
+    for config, name, value in [(SamplingConfig, "temperature", 1e-4),
+                                (SamplingConfig, "temperature", float("inf")),
+                                (TrainConfig, "ema", 1.0), (TrainConfig, "patience", 0)]:
+        assert field_range_problem(config, name, value), (name, value)
+
+
+def test_generation_at_the_edges_of_the_ranges_is_finite(toy_generator):
+    """The smallest temperature with the largest guidance samples (no NaN scores)."""
+    result = run_cli("generate", "-m", toy_generator, "--label", "positive", "-n", "3",
+                     "--temperature", "1e-3", "--guidance", "100", "--format", "jsonl",
+                     "--max-output-length", "8")
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    assert len(records) == 3 and all(r["logprob"] is not None for r in records)
 
 
 def test_json_output_is_strict():
@@ -77,6 +154,33 @@ def test_resuming_another_tasks_run_names_the_task(tmp_path):
     assert "data differ" not in result.stderr
 
 
+@pytest.mark.parametrize("damage", ["drop optimizer", "drop step", "scheduler not a dict"])
+def test_resuming_a_damaged_training_state_says_so(tmp_path, damage):
+    """An edited OUT.last.pt: one line saying the training state is damaged and what to do
+    (it said `cannot resume: 'optimizer'`)."""
+    import torch
+
+    data = TOY / "sentiment.tsv"
+    out = tmp_path / "m.pt"
+    args = ["train", "classify", "--train", data, "--dev", data, "--out", out, *TINY_CLASSIFY]
+    run_cli(*args, "--epochs", "1")
+    last = tmp_path / "m.last.pt"
+    payload = torch.load(last, weights_only=True)
+    state = payload["train_state"]
+    if damage == "drop optimizer":
+        del state["optimizer"]
+    elif damage == "drop step":
+        del state["step"]
+    else:
+        state["scheduler"] = "x"
+    torch.save(payload, last)
+    result = run_cli(*args, "--epochs", "2", "--resume", ok=False)
+    assert result.exit_code == 1
+    errors = [x for x in result.output.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1 and "damaged training state" in errors[0], result.output
+    assert "start a new run" in errors[0] and str(last) in errors[0]
+
+
 def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
     """The first sample arrives while the others are still being drawn; Ctrl-C then exits
     130, and every line written is a whole sample of the uninterrupted run, in order."""
@@ -106,3 +210,41 @@ def test_samples_stream_and_ctrl_c_keeps_those_written(toy_generator):
     whole = run_seqtool(*args).stdout.splitlines(keepends=True)
     assert len(whole) == 3000 and 1 <= len(written) < 3000
     assert written == whole[: len(written)]
+
+
+INVISIBLE = ["\x00", "\u200b", " \u200b\ufeff\t", "\x00\x00\u2060"]
+
+
+def test_a_line_that_shows_nothing_is_an_empty_line(toy_classifier, toy_translator):
+    """NUL-only or zero-width lines: no label from classify, an empty translation, as for
+    a line with no characters (classify labelled them, translate left them empty)."""
+    from seqtool.text.blank import is_blank
+
+    assert all(is_blank(x) for x in INVISIBLE) and not is_blank("\u200bcat")
+    text = "I love my cat.\n" + "\n".join(INVISIBLE) + "\nIt rains.\n"
+    records = [json.loads(x) for x in run_cli("classify", "-m", toy_classifier, "--format",
+                                              "jsonl", input=text).output.splitlines()]
+    assert [r["label"] is None for r in records] == [False, True, True, True, True, False]
+    import seqtool
+
+    classifier = seqtool.load("classify", toy_classifier)
+    assert [r.label for r in classifier.classify(INVISIBLE)] == [None] * len(INVISIBLE)
+    lines = run_cli("translate", "-m", toy_translator, "--beam", "1",
+                    input=text).output.split("\n")
+    assert [bool(x) for x in lines[:6]] == [True, False, False, False, False, True]
+
+
+def test_an_invisible_prompt_is_the_empty_prompt(toy_generator):
+    args = ["generate", "-m", toy_generator, "--label", "positive", "-i", "-", "--seed", "3",
+            "--max-output-length", "6"]
+    empty = run_cli(*args, input="\n").output
+    assert run_cli(*args, input="\u200b\n").output == empty
+    assert run_cli(*args, input="\x00\n").output == empty
+
+
+def test_texts_and_an_input_file_together_are_a_usage_error(toy_classifier):
+    for command in ("classify", "embed", "translate", "tokenize"):
+        result = run_cli(command, "-m", toy_classifier, "x", "-i", TOY / "sentiment.tsv",
+                         ok=False)
+        assert result.exit_code == 2, (command, result.output)
+        assert "give one or the other" in result.output and "-i" in result.output

@@ -90,6 +90,45 @@ def _silence_stdout() -> None:
         pass
 
 
+class ClosedStdout:
+    """Stands for a stdout that was closed before start (`seqtool ... >&-`): writing to it
+    fails as writing to a closed descriptor does, so a command that writes results ends in one
+    line (`Error: <stdout>: ...`), and one that writes only files (--out) runs as usual."""
+
+    encoding, errors = "utf-8", "strict"
+
+    def _closed(self, *_args: object) -> None:
+        import errno
+
+        raise OSError(errno.EBADF, "Bad file descriptor (stdout is closed)")
+
+    write = fileno = _closed
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _guard_closed_stdout() -> None:
+    """Python sets sys.stdout to None when descriptor 1 is closed at start. Then descriptor 1
+    is taken (by /dev/null, read-only, so writes to it still fail), or the next file opened
+    would get it and anything meant for stdout would land in that file."""
+    import os
+
+    if sys.stdout is not None:
+        return
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+    except OSError:
+        pass
+    sys.stdout = ClosedStdout()  # type: ignore[assignment]
+
+
 def main() -> None:
     """Console entry point: one line per error, no traceback for anything a user can cause.
 
@@ -102,6 +141,7 @@ def main() -> None:
     import errno
     import os
 
+    _guard_closed_stdout()
     if os.environ.get("SEQTOOL_REUSE_FREED_MEMORY") == "1":  # opt-in: see its docstring
         from seqtool.device import reuse_freed_memory
 

@@ -80,6 +80,14 @@ def emit(lines: list[str]) -> None:
         write_stdout("\n".join(lines) + "\n")
 
 
+def refuse_texts_and_input(texts: Sequence[str], input_path: str | None) -> None:
+    """Texts on the command line and -i FILE together are a usage error: one of them would be
+    left unread in silence."""
+    if texts and input_path is not None:
+        raise click.UsageError(f"got texts on the command line and -i {input_path}: give "
+                               "one or the other")
+
+
 def launched_processes() -> int:
     """How many processes answer together: WORLD_SIZE under torchrun, else 1."""
     import os

@@ -132,7 +132,7 @@ def evaluate_translate(model, src, ref, beam, length_penalty, batch_size, max_in
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
 
         refuse_overwriting_input(out, [src, ref, model])
-        check_writable(Path(out))
+        check_writable(Path(out), special_ok=True)  # results may go to /dev/stdout
     report = evaluate_translator(model, src, ref, beam, length_penalty, batch_size, out,
                                  precision, device, max_input_length, backend)
     print_report(report, report_format(fmt, as_json), print_translation)

@@ -112,10 +112,9 @@ def refuse_non_finite(kind: type) -> type:
         def convert(self, value: Any, param: Any, ctx: Any) -> Any:
             import math
 
-            number = super().convert(value, param, ctx)
-            if not math.isfinite(number):
+            if not math.isfinite(click.FLOAT.convert(value, param, ctx)):  # before the range
                 self.fail(f"{value!r} is not a finite number.", param, ctx)
-            return number
+            return super().convert(value, param, ctx)
 
     Finite.__name__ = f"Finite{kind.__name__}"
     return Finite
@@ -123,6 +122,26 @@ def refuse_non_finite(kind: type) -> type:
 
 FiniteFloat = refuse_non_finite(click.types.FloatParamType)
 FiniteFloatRange = refuse_non_finite(click.FloatRange)
+
+
+def admit_zero(kind: type) -> type:
+    """A click range type that also takes 0 (`or_zero` in a field's metadata: temperature's
+    greedy 0 below its range)."""
+
+    class OrZero(kind):
+        def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+            try:
+                if float(value) == 0:
+                    return type(self.min)(0) if self.min is not None else 0
+            except (TypeError, ValueError):
+                pass
+            return super().convert(value, param, ctx)
+
+        def _describe_range(self) -> str:
+            return "x=0 or " + super()._describe_range()
+
+    OrZero.__name__ = f"{kind.__name__}OrZero"
+    return OrZero
 
 
 def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: bool = True,
@@ -145,9 +164,11 @@ def field_option(config: type, name: str, *, old: tuple[str, ...] = (), short: b
     if "choices" in meta:
         kwargs["type"] = click.Choice(list(meta["choices"]))
     elif isinstance(default, float):
-        kwargs["type"] = FiniteFloatRange(**ranged) if ranged else FiniteFloat()
+        kind = FiniteFloatRange if ranged else FiniteFloat
+        kwargs["type"] = (admit_zero(kind) if meta.get("or_zero") else kind)(**ranged)
     elif ranged:
-        kwargs["type"] = click.IntRange(**ranged)
+        kind = admit_zero(click.IntRange) if meta.get("or_zero") else click.IntRange
+        kwargs["type"] = kind(**ranged)
     if isinstance(default, bool) and "off" not in meta:
         kwargs["is_flag"] = True
     else:

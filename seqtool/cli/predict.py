@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.common import launched_processes, write_answers
+from seqtool.cli.common import launched_processes, refuse_texts_and_input, write_answers
 from seqtool.cli.options import (
     LINE_FORMATS,
     backend_option,
@@ -71,6 +71,7 @@ def classify(texts, model, input_path, out, fmt, max_input_length, errors, devic
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
       cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
     """
+    refuse_texts_and_input(texts, input_path)
     import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
@@ -101,8 +102,12 @@ class NpyWriter:
         import numpy as np
 
         if kind is None:
+            import io
+
             matrix = np.asarray(self.rows, np.float32).reshape(len(self.rows), self.dim)
-            np.save(self.sink, matrix)
+            buffer = io.BytesIO()  # np.save needs a seekable file; --out may be a pipe
+            np.save(buffer, matrix)
+            self.sink.write(buffer.getvalue())
 
 
 @click.command()
@@ -124,6 +129,7 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, 
       seqtool embed "I love my cat." | jq '.vector | length'
       seqtool embed -i sentences.txt --out vectors.npy
     """
+    refuse_texts_and_input(texts, input_path)
     import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
@@ -241,13 +247,14 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
+    refuse_texts_and_input(texts, input_path)
     if n_best > beam:
         raise click.UsageError("--n-best cannot exceed --beam", ctx)
     if attention_png:
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
 
         refuse_overwriting_input(attention_png, [input_path])
-        check_writable(Path(attention_png))
+        check_writable(Path(attention_png), special_ok=True)
     translator = seqtool.load("translate", model, device, backend=backend)
     want_attention = bool(attention_png or show_attention)
     first = [True]

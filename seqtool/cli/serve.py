@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.options import device_option, field_option
+from seqtool.cli.options import backend_option, device_option, field_option
 from seqtool.config import ServerLimits
 from seqtool.errors import SeqtoolError
 
@@ -85,8 +85,9 @@ def read_token(path: str) -> str:
 @field_option(ServerLimits, "max_connections")
 @field_option(ServerLimits, "model_workers")
 @device_option
+@backend_option
 @click.option("--verbose", "-v", is_flag=True, help="Log each request on stderr.")
-def serve(host, port, models, tasks, token_file, no_auth, device, verbose, **limits):
+def serve(host, port, models, tasks, token_file, no_auth, device, backend, verbose, **limits):
     """Load the models once and answer HTTP requests with JSON.
 
     \b
@@ -124,7 +125,8 @@ def serve(host, port, models, tasks, token_file, no_auth, device, verbose, **lim
     from seqtool.serve.server import serve as run
 
     try:
-        code = run({t: chosen.get(t, {"default": None}) for t in wanted}, device, host=host,
+        code = run({t: chosen.get(t, {"default": None}) for t in wanted}, device, backend,
+                   host=host,
                    port=port, limits=ServerLimits(**limits), verbose=verbose, token=token)
     except SeqtoolError as e:
         raise click.ClickException(str(e)) from None

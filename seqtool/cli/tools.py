@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seqtool.cli.common import SeqtoolGroup, emit
+from seqtool.cli.common import SeqtoolGroup, emit, refuse_texts_and_input
 from seqtool.cli.options import (
     REPORT_FORMATS,
     character_coverage_option,
@@ -17,6 +17,7 @@ from seqtool.cli.options import (
     input_option,
     json_alias,
     lowercase_option,
+    max_input_length_option,
     model_option,
     out_option,
     report_format,
@@ -93,6 +94,22 @@ def _load_tokenizer(model: str | None, side: str = "src"):
         raise SeqtoolError(f"damaged checkpoint: tokenizer is {e.message}", str(path)) from None
 
 
+def cut_pieces(split, text: str, max_pieces: int) -> list:
+    """`split(text)` (pieces or ids) cut to `max_pieces` (0 = no limit) as the models cut
+    their input: the text first to the characters those can cover, then the pieces, with one
+    warning on stderr."""
+    from seqtool.errors import warn_once
+    from seqtool.text.tokenizer import cap_characters
+
+    if max_pieces <= 0:
+        return split(text)
+    pieces = split(cap_characters(text, max_pieces))
+    if len(pieces) > max_pieces:
+        warn_once("max-length", f"cut input longer than {max_pieces} pieces to {max_pieces} "
+                  "(--max-input-length); warned once")
+    return pieces[:max_pieces]
+
+
 @click.command()
 @click.argument("texts", nargs=-1)
 @model_option("tokenize")
@@ -100,8 +117,9 @@ def _load_tokenizer(model: str | None, side: str = "src"):
 @click.option("--ids", is_flag=True, help="Print piece ids instead of pieces.")
 @click.option("--decode", is_flag=True, help="Turn pieces (or ids with --ids) back into text.")
 @click.option("--target", is_flag=True, help="Use a translator's target-side tokenizer.")
+@max_input_length_option
 @errors_option
-def tokenize(texts, model, input_path, ids, decode, target, errors):
+def tokenize(texts, model, input_path, ids, decode, target, max_input_length, errors):
     """Split text into sentencepiece pieces (or ids), one line in, one line out.
 
     \b
@@ -109,6 +127,7 @@ def tokenize(texts, model, input_path, ids, decode, target, errors):
       echo "I love my cat." | seqtool tokenize
       echo "▁I ▁love ▁my ▁cat ." | seqtool tokenize --decode
     """
+    refuse_texts_and_input(texts, input_path)
     from seqtool.text.data import read_text_chunks
 
     tok = _load_tokenizer(model, "tgt" if target else "src")
@@ -125,10 +144,9 @@ def tokenize(texts, model, input_path, ids, decode, target, errors):
                     out.append(tok.sp.decode([int(x) for x in items]))
                 else:
                     out.append(tok.sp.decode_pieces(items))
-            elif ids:
-                out.append(" ".join(map(str, tok.encode(line))))
-            else:
-                out.append(" ".join(tok.pieces(line)))
+            else:  # cut as the models' input is, so a 50 MB line costs what a sentence does
+                out.append(" ".join(map(str, cut_pieces(
+                    tok.encode if ids else tok.pieces, line, max_input_length))))
         emit(out)
 
 

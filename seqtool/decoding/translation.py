@@ -12,6 +12,7 @@ from seqtool.config import MAX_INPUT_LENGTH
 from seqtool.decoding.search import Hypothesis, beam_search_batches, greedy
 from seqtool.decoding.steps import translator_steps
 from seqtool.text.batching import length_sorted, pad_ids
+from seqtool.text.blank import is_blank
 from seqtool.text.tokenizer import END, Tokenizer
 
 
@@ -69,6 +70,7 @@ class Translation:
         longer than `max_source_tokens` pieces are cut (0 = no limit; a warning on stderr)."""
 
         ids = self.src_tok.encode_batch(list(texts), max_length=max_source_tokens)
+        ids = [[] if is_blank(text) else s for text, s in zip(texts, ids, strict=True)]
         results: list[TranslationResult | None] = [None] * len(ids)
         for i, s in enumerate(ids):
             if not s:  # an empty line translates to an empty line

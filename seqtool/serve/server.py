@@ -26,7 +26,8 @@ BACKLOG = 2048  # connections the kernel holds before the server accepts them
 KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 
 
-def load_models(choices: Any, device: str = "auto") -> dict[str, dict[str, Any]]:
+def load_models(choices: Any, device: str = "auto",
+                backend: str = "auto") -> dict[str, dict[str, Any]]:
     """{task: model, or a list of models, or {name: model}} -> {task: {name: loaded model}},
     in the order of seqtool's tasks; a model is a shipped name, a checkpoint path, or None
     (the task's shipped default), named as `model_name` says unless named."""
@@ -40,7 +41,8 @@ def load_models(choices: Any, device: str = "auto") -> dict[str, dict[str, Any]]
         if not isinstance(wanted, dict):
             wanted = {model_name(m): m for m in (wanted if isinstance(wanted, list)
                                                  else [wanted])}
-        loaded[task] = {name: seqtool.load(task, m, device) for name, m in wanted.items()}
+        loaded[task] = {name: seqtool.load(task, m, device, backend=backend)
+                        for name, m in wanted.items()}
     return loaded
 
 
@@ -210,7 +212,7 @@ def run(models: dict[str, Any], host: str = "127.0.0.1", port: int = 8765,
     return server.exit_code
 
 
-def serve(choices: Any, device: str = "auto", **options: Any) -> int:
+def serve(choices: Any, device: str = "auto", backend: str = "auto", **options: Any) -> int:
     """`seqtool serve`: load the models (`load_models`), then `run` with `options`. A signal
     while the models load ends the process at once, with the same exit code (130, 143)."""
 
@@ -219,7 +221,7 @@ def serve(choices: Any, device: str = "auto", **options: Any) -> int:
 
     previous = {s: signal.signal(s, stop_loading) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        models = load_models(choices, device)
+        models = load_models(choices, device, backend)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

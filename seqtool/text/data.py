@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqtool.errors import SeqtoolError, warn_once
+from seqtool.text.blank import is_blank
 
 
 @dataclass(frozen=True)
@@ -291,8 +292,8 @@ def read_text_chunks(
                     if texts:
                         yield texts  # answer what came before the bad line first
                     raise
-                if line is not None:
-                    texts.append(line.strip())
+                if line is not None:  # a line that shows nothing is the empty line
+                    texts.append("" if is_blank(line) else line.strip())
             if texts:
                 yield texts
     finally:

@@ -44,6 +44,7 @@ from seqtool.training.resume import (  # noqa: F401 (check_same_run, run_fingerp
     StopRequest,
     TrainingInterrupted,
     check_same_run,
+    damaged_state,
     last_path,
     run_fingerprint,
     step_seed,
@@ -186,8 +187,8 @@ class Trainer:
                 self.window_loss, self.window_units = float(s["window"][0]), int(s["window"][1])
             if self.ema is not None and s.get("ema"):
                 self.ema.load(s["ema"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise SeqtoolError(f"cannot resume: {str(e).splitlines()[0]}", str(path)) from None
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
+            raise damaged_state(e, path) from None
         self.history = list(ckpt.meta.get("history", []))
 
     @contextlib.contextmanager

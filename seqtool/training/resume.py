@@ -80,6 +80,17 @@ def check_same_run(saved: dict[str, Any] | None, now: dict[str, Any], path: Path
                                f"run being resumed, now {now_value!r}", str(path))
 
 
+def damaged_state(error: Exception, path: Path) -> SeqtoolError:
+    """The one line for a training state that does not load (an edited or damaged OUT.last.pt):
+    what is wrong with it, and what to do."""
+    if isinstance(error, KeyError):
+        what = f"its {error.args[0]!r} is missing" if error.args else "a part is missing"
+    else:
+        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return SeqtoolError(f"cannot resume: damaged training state ({what}); start a new run "
+                        "without --resume, or resume from an intact copy", str(path))
+
+
 class StopRequest:
     """Ctrl-C and SIGTERM ask training to stop at the next step boundary, where the state is
     whole, so the saved last checkpoint resumes exactly. A second Ctrl-C aborts at once."""
