@@ -46,18 +46,19 @@ from seqtool.engine.ops import softmax  # noqa: E402
 from seqtool.engine.translator import SOURCE_KEYS  # noqa: E402
 from seqtool.engine.translator import select_state as np_select_state  # noqa: E402
 from seqtool.nn import fast  # noqa: E402
+from seqtool.nn.batches import classify_batch, translate_batch  # noqa: E402
 from seqtool.nn.registry import build_model  # noqa: E402
 from seqtool.nn.translator import select_state  # noqa: E402
-from seqtool.text.batching import classify_batch, length_sorted, translate_batch  # noqa: E402
+from seqtool.text.batching import length_sorted  # noqa: E402
 from seqtool.text.tokenizer import START, Tokenizer  # noqa: E402
 
 
 def shipped(name: str):
-    ckpt = Checkpoint.load(ROOT / "checkpoints" / f"{name}.pt")
+    ckpt = Checkpoint.load(ROOT / "checkpoints" / f"{name}.seqtool")
     model = build_model(ckpt.task, ckpt.model_config)
-    model.load_state_dict(ckpt.weights)
+    model.load_state_dict(ckpt.torch_weights())
     twin = engine.build(ckpt.task, ckpt.model_config,
-                        {k: v.numpy() for k, v in ckpt.weights.items()})
+                        ckpt.numpy_weights())
     return model.eval(), twin, Tokenizer(ckpt.tokenizers["src"])
 
 

@@ -10,11 +10,11 @@ import torch
 
 from seqtool import engine
 from seqtool.checkpoint import Checkpoint
-from seqtool.decoding.search import _select_memory
 from seqtool.engine.translator import SOURCE_KEYS
 from seqtool.engine.translator import select_state as np_select_state
+from seqtool.nn.batches import classify_batch, translate_batch
 from seqtool.nn.registry import build_model
-from seqtool.text.batching import classify_batch, translate_batch
+from seqtool.nn.translator import select_state
 from seqtool.text.tokenizer import START, Tokenizer
 from tests.conftest import ROOT
 
@@ -22,11 +22,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shipped(name: str):
-    """(torch model in eval mode, numpy twin in float32, tokenizer) of checkpoints/NAME.pt."""
-    ckpt = Checkpoint.load(ROOT / "checkpoints" / f"{name}.pt")
+    """(torch model in eval mode, numpy twin in float32, tokenizer) of a shipped model."""
+    ckpt = Checkpoint.load(ROOT / "checkpoints" / f"{name}.seqtool")
     model = build_model(ckpt.task, ckpt.model_config)
-    model.load_state_dict(ckpt.weights)
-    weights = {k: v.numpy() for k, v in ckpt.weights.items()}
+    model.load_state_dict(ckpt.torch_weights())
+    weights = ckpt.numpy_weights()
     return (model.eval(), engine.build(ckpt.task, ckpt.model_config, weights),
             Tokenizer(ckpt.tokenizers["src"]))
 
@@ -53,7 +53,7 @@ def test_shipped_translator_steps():
         np_memory = twin.encode(src.numpy(), lengths.numpy())
         np.testing.assert_allclose(np_memory["values"], memory["values"].numpy(), atol=1e-5)
         copies = torch.arange(len(texts)).repeat_interleave(beam)
-        memory = {k: v if k in SOURCE_KEYS else _select_memory({k: v}, copies)[k]
+        memory = {k: v if k in SOURCE_KEYS else select_state(v, copies)
                   for k, v in memory.items()}
         np_memory = {k: v if k in SOURCE_KEYS else np_select_state(v, copies.numpy())
                      for k, v in np_memory.items()}

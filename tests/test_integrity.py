@@ -35,7 +35,7 @@ def test_a_changed_pooling_is_a_damaged_checkpoint(toy_classifier, tmp_path):
     assert config["pooling"] == "max"
     edit_payload(toy_classifier, edited,
                  model_config=json.dumps({**config, "pooling": "mean"}))
-    one_line_failure(edited, "damaged checkpoint: its configuration, labels or tokenizer")
+    one_line_failure(edited, "damaged checkpoint: its configuration, labels, tokenizer or")
 
 
 def test_swapped_labels_are_a_damaged_checkpoint(toy_classifier, tmp_path):

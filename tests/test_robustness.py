@@ -227,7 +227,16 @@ def test_checkpoint_validation_names_the_problem(toy_classifier, tmp_path):
         Checkpoint.load(edited)
     torch.save(damage(payload_of(toy_classifier), "wrong size", ""), edited)
     line = assert_clean_failure(invoke("classify", "-m", edited, "hi"), edited)
-    assert "weights do not fit its model configuration" in line
+    assert "digest differs" in line  # an edit is found before anything is built
+    signed = Checkpoint.load(toy_classifier)  # the same damage, written with its digest
+    name = next(k for k, v in signed.weights.items() if v.dim() == 2)
+    signed.weights[name] = signed.weights[name][:-1]
+    for backend in ("torch", "numpy"):
+        for out in (tmp_path / "signed.pt", tmp_path / "signed.seqtool"):
+            signed.save(out)
+            line = assert_clean_failure(
+                invoke("classify", "-m", out, "--backend", backend, "hi"), out)
+            assert "weights do not fit its model configuration" in line
 
 
 # ----------------------------------------------------------------------------- outputs

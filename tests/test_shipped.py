@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ROOT, run_cli
 
 SENTIMENT = ROOT / "corpora" / "sentiment" / "movie-snippets"
@@ -34,13 +35,37 @@ def test_shipped_checkpoints_stay_lean():
     classifier one GRU of at most 10 MB (issue 24)."""
     from seqtool.checkpoint import Checkpoint
 
-    sizes = {p.name: p.stat().st_size for p in (ROOT / "checkpoints").glob("*.pt")}
+    sizes = {p.name: p.stat().st_size for p in (ROOT / "checkpoints").glob("*.seqtool")}
+    assert len(sizes) == 8 and not list((ROOT / "checkpoints").glob("*.pt"))
     assert sum(sizes.values()) <= 90e6, sizes
     assert max(sizes.values()) <= 20e6, sizes
     assert sizes["sentiment-gru.seqtool"] <= 10e6
     default = Checkpoint.load(ROOT / "checkpoints" / "sentiment-gru.seqtool")
     assert "parts" not in default.model_config  # not a combination of checkpoints
     assert default.model_config["ensemble"] == 1  # one GRU, not several trained together
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "checkpoints").glob("*.seqtool")))
+def test_every_shipped_model_is_signed_and_a_flipped_byte_is_refused(name, tmp_path):
+    """Each shipped model file carries a digest over every byte; one byte changed anywhere
+    (header, weights near the start, middle or end) fails loading, in one line."""
+    from seqtool import modelfile
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.errors import SeqtoolError
+
+    source = ROOT / "checkpoints" / name
+    assert modelfile.is_model_file(source)
+    Checkpoint.load(source)  # verifies
+    data = source.read_bytes()
+    for where in (20, int(len(data) * 0.3), int(len(data) * 0.5), int(len(data) * 0.7),
+                  len(data) - 1):
+        changed = bytearray(data)
+        changed[where] ^= 0x01
+        copy = tmp_path / name
+        copy.write_bytes(bytes(changed))
+        with pytest.raises(SeqtoolError) as failure:
+            Checkpoint.load(copy)
+        assert "\n" not in str(failure.value) and name in str(failure.value)
 
 
 def test_shipped_generator_conditions_on_its_class(tmp_path):

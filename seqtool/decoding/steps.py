@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from seqtool.decoding.rows import join_rows, map_rows
+
 SOURCE_KEYS = ("keys", "values", "mask")  # the parts of an encoded memory per source
 
 
@@ -41,25 +43,6 @@ def translator_steps(model: Any, fast: bool = True, precision: str = "fp32") -> 
     from seqtool.decoding.torch_steps import TorchTranslatorSteps
 
     return TorchTranslatorSteps(model, fast=fast, precision=precision)
-
-
-def map_rows(parts: Any, fn) -> Any:
-    """`fn` applied to every array of a memory part (arrays, lists / tuples of them, dicts)."""
-    if isinstance(parts, dict):
-        return {key: map_rows(value, fn) for key, value in parts.items()}
-    if isinstance(parts, (list, tuple)):
-        return type(parts)(map_rows(p, fn) for p in parts)
-    return fn(parts)
-
-
-def join_rows(parts: list[Any], concat) -> Any:
-    """Memory parts of the same shape joined along their rows with `concat`."""
-    first = parts[0]
-    if isinstance(first, dict):
-        return {key: join_rows([p[key] for p in parts], concat) for key in first}
-    if isinstance(first, (list, tuple)):
-        return type(first)(join_rows([p[i] for p in parts], concat) for i in range(len(first)))
-    return concat(parts)
 
 
 class NumpyTranslatorSteps:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqtool.decoding.steps import join_rows, map_rows
+from seqtool.decoding.rows import join_rows, map_rows
 from seqtool.device import autocast, model_device
 from seqtool.nn import fast
 
