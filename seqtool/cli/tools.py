@@ -80,10 +80,10 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
 
 def _load_tokenizer(model: str | None, side: str = "src"):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.inference.predict import resolve_path
+    from seqtool.shipped import ALL_TASKS, resolve_model
     from seqtool.text.tokenizer import Tokenizer
 
-    path = resolve_path(model, "classify")
+    path = resolve_model(model, ALL_TASKS)  # a file, or any shipped model by name
     if path.suffix == ".model":
         return Tokenizer.load(path)
     ckpt = Checkpoint.load(path)
@@ -166,7 +166,55 @@ def info(checkpoint, fmt, as_json):
     \b
     Example:
       seqtool info checkpoints/sentiment-gru.pt
+      seqtool info bible-fr-en       # a shipped model by name (`seqtool models` lists them)
     """
     from seqtool.report import checkpoint_summary, print_info, print_report
+    from seqtool.shipped import ALL_TASKS, resolve_model
 
-    print_report(checkpoint_summary(checkpoint), report_format(fmt, as_json), print_info)
+    path = str(resolve_model(checkpoint, ALL_TASKS))
+    print_report(checkpoint_summary(path), report_format(fmt, as_json), print_info)
+
+
+def _size(n: int | None) -> str:
+    return "missing" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _what(row: dict) -> str:
+    """A model's labels (a few, and how many) or languages."""
+    labels = row["labels"]
+    if not labels:
+        return row["languages"]
+    shown = ", ".join(labels[:3]) + (", …" if len(labels) > 3 else "")
+    return shown if len(labels) <= 3 else f"{len(labels)} labels: {shown}"
+
+
+@click.command()
+@format_option(["text", "tsv", "jsonl", "json"])
+def models(fmt):
+    """List the shipped models: name, task, labels or languages, domain, size and score.
+
+    A name works wherever a model does: -m, --init, --teacher, info, tokenize, serve and
+    seqtool.load. Reads no model, so it answers at once.
+
+    \b
+    Example:
+      seqtool models
+      seqtool models --format jsonl | jq -r 'select(.task == "classify") | .name'
+    """
+    from seqtool.report import RecordWriter, write_stdout
+    from seqtool.shipped import checkpoints_folder, listing
+
+    rows = listing()
+    if fmt != "text":
+        with RecordWriter(fmt, tsv=lambda r: "\t".join(
+                [r["name"], r["task"], ",".join(r["labels"]) or r["languages"], r["domain"],
+                 str(r["bytes"] or ""), r["score"]])) as writer:
+            writer.write(rows)
+        return
+    table = [("name", "task", "labels / languages", "size", "score", "domain")]
+    table += [(r["name"], r["task"], _what(r), _size(r["bytes"]), r["score"], r["domain"])
+              for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+             for row in table]
+    write_stdout("\n".join(lines) + f"\n(files in {checkpoints_folder()})\n")
