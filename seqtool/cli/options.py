@@ -21,6 +21,7 @@ import click
 from seqtool.config import (
     MAX_INPUT_LENGTH,
     MAX_TRAIN_LENGTH,
+    InputConfig,
     SamplingConfig,
     SearchConfig,
     TokenizerConfig,
@@ -228,7 +229,7 @@ def input_option(help: str = "One text per line; '-' = stdin (the default when n
 
 
 def labeled_input_option(f):
-    return input_option("label<TAB>text lines (or .jsonl).", required=True,
+    return input_option("label<TAB>text or fastText lines (or .jsonl).", required=True,
                         old=("--data", "-d"), variant="labeled")(f)
 
 
@@ -278,6 +279,11 @@ def precision_option(f):
 def seed_option(help: str):
     """--seed of sampling and tokenizer training: TrainConfig.seed, with its own help."""
     return train_option("seed", help=help)
+
+
+def columns_option(f):
+    """--column and --header/--no-header: which column of -i FILE holds the texts."""
+    return stack(field_option(InputConfig, "column"), field_option(InputConfig, "header"))(f)
 
 
 def max_input_length_option(f):

@@ -11,6 +11,7 @@ from seqtool.cli.common import SeqtoolGroup, emit
 from seqtool.cli.options import (
     REPORT_FORMATS,
     character_coverage_option,
+    columns_option,
     errors_option,
     format_option,
     half_checkpoint_option,
@@ -39,13 +40,12 @@ def tokenizer() -> None:
 @tokenizer_type_option("--type", "model_type")
 @character_coverage_option("Share of characters the vocabulary must cover; the rest become "
                            "<unk>.")
-@click.option("--column", type=click.IntRange(min=0), default=0,
-              help="Use only this tab-separated column (1-based); 0 = whole line.")
+@columns_option
 @seed_option("Random seed of the trainer.")
 @lowercase_option("Fold case inside the model, so it also applies to every text it reads.")
 @errors_option
-def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, seed,
-                    lowercase, errors):
+def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, header,
+                    seed, lowercase, errors):
     """Train a sentencepiece model on text lines (files or stdin).
 
     \b
@@ -54,18 +54,20 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
         seqtool tokenizer train --vocab-size 4000 --out sentiment.model
     """
     from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.text.columns import Columns
     from seqtool.text.data import read_texts
     from seqtool.text.tokenizer import Tokenizer
 
     refuse_overwriting_input(out, list(inputs))
     check_writable(Path(out))
+    if column == "0":  # the whole line, as before --column was shared with classify
+        column = None
+    # whole lines unless a column is asked for (a .tsv corpus is read whole by default)
+    columns = Columns(column, header) if column or header is not None else None
 
     def lines():
         for path in inputs or ["-"]:
-            for line in read_texts(None, path, errors):
-                if column:
-                    parts = line.split("\t")
-                    line = parts[column - 1] if len(parts) >= column else ""
+            for line in read_texts(None, path, errors, columns):
                 if line.strip():
                     yield line.strip()
 
