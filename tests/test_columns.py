@@ -122,7 +122,7 @@ def test_a_bad_row_stops_after_the_rows_before_it(tmp_path, toy_classifier):
     result = run_seqtool("classify", "-m", toy_classifier, "-i", path, "--format", "tsv")
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {path}:3: invalid JSON: Expecting property name " \
-                                    "enclosed in double quotes"
+                                    "enclosed in double quotes (JSONL: one JSON value per line)"
     assert [line.split("\t")[2] for line in result.stdout.splitlines()] == [
         "I love my cat.", "Rain."]
 

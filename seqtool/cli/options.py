@@ -328,8 +328,8 @@ def model_option(task: str):
     return option("--model", "-m", type=click.Path(dir_okay=False),
                   origin=f"options.model[{task}]",
                   help=f"Checkpoint file, or the name of a shipped {task} model ({names}; "
-                       "default: the first), found in $SEQTOOL_CHECKPOINTS or the "
-                       "repository's checkpoints/.")
+                       "default: the first; `seqtool models` describes them), found in "
+                       "$SEQTOOL_CHECKPOINTS or the repository's checkpoints/.")
 
 
 def out_option(help: str, required: bool = False):

@@ -133,7 +133,8 @@ class ColumnReader:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise SeqtoolError(f"invalid JSON: {e.msg}", self.name, number) from None
+            raise SeqtoolError(f"invalid JSON: {e.msg} (JSONL: one JSON value per line)",
+                               self.name, number) from None
         if isinstance(record, str) and self.key is None and self.index is None:
             return [one_line(record)]  # a line that is one JSON string
         if isinstance(record, dict):
