@@ -130,3 +130,10 @@ def test_a_bad_row_stops_after_the_rows_before_it(tmp_path, toy_classifier):
 def test_column_beside_texts_is_a_usage_error(toy_classifier):
     result = run_cli("classify", "-m", toy_classifier, "--column", "2", "a text", ok=False)
     assert result.exit_code == 2 and "not TEXTS" in result.output
+
+
+def test_a_text_that_names_a_file_is_read_as_text_with_a_warning(tmp_path, toy_classifier):
+    path = write(tmp_path, "reviews.csv", "text\nI love my cat.\n")
+    result = run_cli("classify", "-m", toy_classifier, "--format", "tsv", str(path))
+    assert f"'{path}' is read as a text; to read the file, give -i {path}" in result.output
+    assert result.output.rstrip().endswith(f"\t{path}")

@@ -6,6 +6,7 @@ stdout, or with --out go to a file, written by every process of a torchrun launc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -35,11 +36,14 @@ from seqtool.cli.options import (
     top_p_option,
 )
 
+if TYPE_CHECKING:
+    from seqtool.text.columns import Columns
+
 OUT_HELP = ("Write the results to this file instead of stdout: whole, or not at all. Under "
             "torchrun each process answers a share of -i FILE (see the README).")
 
 
-def input_columns(texts: tuple[str, ...], column: str | None, header: bool | None):
+def input_columns(texts: tuple[str, ...], column: str | None, header: bool | None) -> Columns:
     """The columns to read of -i FILE (`seqtool.text.columns`); a usage error beside TEXTS.
     A text that names a file is read as text, with a warning (it is a common slip)."""
     from seqtool.errors import warn_once
