@@ -132,3 +132,11 @@ def test_info_and_tokenize_take_names():
     assert report["task"] == "translate"
     pieces = run_cli("tokenize", "-m", "bible-fr-en", "Dieu est amour.").output.split()
     assert "".join(pieces).replace("▁", "") == "Dieuestamour."
+
+
+def test_serve_names_the_task_of_a_model_given_for_another():
+    from seqtool.serve.http import load_models
+
+    with pytest.raises(SeqtoolError, match="^sentiment is a classify/generate model; "
+                                           "translate models: bible-fr-en$"):
+        load_models({"translate": "sentiment"}, "cpu")
