@@ -2,10 +2,12 @@
 
     import seqtool
     classifier = seqtool.load("classify")        # the shipped default, a shipped name or a path
-    classifier.classify(["A gorgeous film."])     # [ClassifyResult(label='positive', ...)]
+    classifier.classify("A gorgeous film.")       # ClassifyResult(label='positive', ...)
+    classifier.classify(["A gorgeous film."])     # a list in, a list out
     seqtool.load("generate").generate("positive", n=3, seed=1)
-    seqtool.load("translate").translate(["Dieu est amour."], beam=5)
-    seqtool.train("classify", train="train.tsv", dev="dev.tsv", out="model.pt")
+    seqtool.load("translate").translate("Dieu est amour.", beam=5).translation
+    seqtool.train("classify", train="train.tsv", dev="dev.tsv", out="model.pt")  # loaded
+    seqtool.models()                               # the shipped models, by name
 
 Importing seqtool is light: torch comes in when a model is loaded or trained.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "train", "evaluate", "distill", "ClassifyResult", "GenerateResult",
-           "TranslateResult", "Candidate", "AttentionMap", "SeqtoolError"]
+__all__ = ["load", "train", "evaluate", "distill", "models", "convert", "LoadedModel",
+           "ClassifyResult", "GenerateResult", "TranslateResult", "Candidate", "AttentionMap",
+           "SeqtoolError"]
 
 if TYPE_CHECKING:
-    from seqtool.api import evaluate, load, train
+    from seqtool.api import LoadedModel, convert, evaluate, load, models, train
     from seqtool.api_distill import distill
     from seqtool.errors import SeqtoolError
     from seqtool.results import (
@@ -30,9 +33,11 @@ if TYPE_CHECKING:
         TranslateResult,
     )
 
-_HOMES = {**{name: "seqtool.api" for name in ("load", "train", "evaluate")},
+_HOMES = {**dict.fromkeys(("load", "train", "evaluate", "models", "convert", "LoadedModel"),
+                          "seqtool.api"),
           "distill": "seqtool.api_distill", "SeqtoolError": "seqtool.errors",
-          **{name: "seqtool.results" for name in __all__[4:9]}}
+          **dict.fromkeys(("ClassifyResult", "GenerateResult", "TranslateResult", "Candidate",
+                           "AttentionMap"), "seqtool.results")}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,3 +47,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'seqtool' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The API's names too (they are imported on first use), for dir() and tab completion."""
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

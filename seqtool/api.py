@@ -5,16 +5,17 @@ the same answers as `seqtool classify|embed|generate|translate`:
 
     import seqtool
     classifier = seqtool.load("classify")                  # the shipped default
-    [r.label for r in classifier.classify(["A gorgeous film.", "Dull."])]
+    classifier.classify("A gorgeous film.").label          # one text in, one result out
+    [r.label for r in classifier.classify(["A gorgeous film.", "Dull."])]   # a list: a list
 
 torch is imported when a model is loaded, not before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from seqtool.config import MAX_INPUT_LENGTH, InferenceConfig, SamplingConfig, SearchConfig
 from seqtool.errors import SeqtoolError
@@ -26,9 +27,24 @@ if TYPE_CHECKING:
 
     from seqtool.inference.predict import Loaded
 
-TASKS = ("classify", "generate", "translate")
+TASKS = ("classify", "generate", "translate", "pretrain")
 # Defaults are the configurations' (seqtool.config), declared once for the CLI and the API.
 S, B = SamplingConfig, SearchConfig
+
+
+def as_texts(texts: str | Iterable[str]) -> tuple[list[str], bool]:
+    """The texts as a list, and whether one string was given (then one result comes back,
+    as from fastText's predict or a Hugging Face pipeline): a string is never read as its
+    characters."""
+    if isinstance(texts, str):
+        return [texts], True
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError("texts are str, not bytes: decode them first")
+    items = list(texts)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"each text must be a str, not {type(item).__name__}")
+    return items, False
 
 
 class LoadedModel:
@@ -40,6 +56,21 @@ class LoadedModel:
 
     def __init__(self, loaded: Loaded, name: str | Path | None, device: str):
         self.loaded, self.name, self.device = loaded, name, device
+        self.summary: dict[str, Any] | None = None  # seqtool.train's: best, steps, seconds
+
+    def __repr__(self) -> str:
+        from seqtool.device import model_device
+        from seqtool.shipped import SHIPPED
+
+        name = self.name or next((m.name for m in SHIPPED if m.task == self.task
+                                  and m.file == Path(self.path).name), None)
+        parts = [f"{self.task!r}", f"{str(name)!r}" if name else None]
+        labels = self.labels
+        if labels:
+            more = f", … {len(labels)} in all" if len(labels) > 4 else ""
+            parts.append(f"labels=[{', '.join(map(repr, labels[:4]))}{more}]")
+        parts += [f"path={self.path!r}", f"device={str(model_device(self.loaded.model))!r}"]
+        return f"<{type(self).__name__} {' '.join(p for p in parts if p)}>"
 
     @property
     def labels(self) -> list[str]:
@@ -64,9 +95,21 @@ class LoadedClassifier(LoadedModel):
 
     task = "classify"
 
-    def classify(self, texts: Sequence[str],
-                 max_input_length: int = MAX_INPUT_LENGTH) -> list[ClassifyResult]:
-        """A label and the class probabilities per text, in input order."""
+    @overload
+    def classify(self, texts: str, max_input_length: int = ...) -> ClassifyResult: ...
+    @overload
+    def classify(self, texts: Iterable[str], max_input_length: int = ...
+                 ) -> list[ClassifyResult]: ...
+
+    def classify(self, texts: str | Iterable[str], max_input_length: int = MAX_INPUT_LENGTH
+                 ) -> ClassifyResult | list[ClassifyResult]:
+        """A label and the class probabilities: one result for one text, a list (in input
+        order) for a list of texts."""
+        texts, one = as_texts(texts)
+        results = self._classify(texts, max_input_length)
+        return results[0] if one else results
+
+    def _classify(self, texts: list[str], max_input_length: int) -> list[ClassifyResult]:
         from seqtool.decoding.scoring import classify_probabilities
 
         # An empty line gets no label (as translate leaves it empty): it holds no evidence.
@@ -91,13 +134,17 @@ class LoadedClassifier(LoadedModel):
         """The length of `embed`'s vectors."""
         return self.loaded.model.encoding_dim
 
-    def embed(self, texts: Sequence[str], max_input_length: int = MAX_INPUT_LENGTH
+    def embed(self, texts: str | Iterable[str], max_input_length: int = MAX_INPUT_LENGTH
               ) -> np.ndarray:
-        """One sentence vector per text: a float32 matrix [texts, encoding size]."""
+        """One sentence vector per text: a float32 matrix [texts, encoding size]; for one
+        text, its vector [encoding size]."""
         import numpy as np
 
         from seqtool.decoding.scoring import classify_outputs
 
+        texts, one = as_texts(texts)
+        if one:
+            return self.embed(texts, max_input_length)[0]
         if not texts:
             return np.zeros((0, self.loaded.model.encoding_dim), np.float32)
         vectors = classify_outputs(self.loaded.model, self.loaded.tokenizer, list(texts),
@@ -184,14 +231,27 @@ class LoadedTranslator(LoadedModel):
         super().__init__(loaded, name, device)
         self._engines: dict[str, Any] = {}
 
-    def translate(self, texts: Sequence[str], beam: int = B.beam,
+    @overload
+    def translate(self, texts: str, beam: int = ..., length_penalty: float = ...,
+                  n_best: int = ..., max_length_ratio: float = ..., max_input_length: int = ...,
+                  batch_size: int = ..., precision: str = ..., attention: bool = ...
+                  ) -> TranslateResult: ...
+    @overload
+    def translate(self, texts: Iterable[str], beam: int = ..., length_penalty: float = ...,
+                  n_best: int = ..., max_length_ratio: float = ..., max_input_length: int = ...,
+                  batch_size: int = ..., precision: str = ..., attention: bool = ...
+                  ) -> list[TranslateResult]: ...
+
+    def translate(self, texts: str | Iterable[str], beam: int = B.beam,
                   length_penalty: float = B.length_penalty, n_best: int = B.n_best,
                   max_length_ratio: float = B.max_length_ratio,
                   max_input_length: int = MAX_INPUT_LENGTH, batch_size: int = B.batch_size,
                   precision: str = B.precision, attention: bool = False
-                  ) -> list[TranslateResult]:
+                  ) -> TranslateResult | list[TranslateResult]:
         """The best translation and the `n_best` best hypotheses (at most `beam`) per text;
-        with `attention`, also the best hypothesis's attention weights."""
+        with `attention`, also the best hypothesis's attention weights. One result for one
+        text, a list for a list."""
+        texts, one = as_texts(texts)
         if n_best > beam:
             raise ValueError(f"n_best ({n_best}) cannot exceed beam ({beam})")
         engine = self._engine(precision)
@@ -209,7 +269,7 @@ class LoadedTranslator(LoadedModel):
                 source=source, translation=r.text, score=round(r.score, 4),
                 n_best=[Candidate(engine.text(h), round(h.score, 4)) for h in r.hypotheses],
                 attention=attention_map))
-        return out
+        return out[0] if one else out
 
     def _engine(self, precision: str):
         if precision not in self._engines:
@@ -221,8 +281,23 @@ class LoadedTranslator(LoadedModel):
         return self._engines[precision]
 
 
+class LoadedLanguageModel(LoadedModel):
+    """A language model from `seqtool pretrain`: what `train classify|generate --init`
+    starts from (`seqtool.train(..., init=model)` takes it)."""
+
+    task = "pretrain"
+
+
 HANDLES = {"classify": LoadedClassifier, "generate": LoadedGenerator,
-           "translate": LoadedTranslator}
+           "translate": LoadedTranslator, "pretrain": LoadedLanguageModel}
+
+
+def models() -> list[dict[str, Any]]:
+    """The shipped models, as `seqtool models` lists them: name, task, labels, languages,
+    domain, score, file and its size in bytes. Loads none of them."""
+    from seqtool.shipped import listing
+
+    return listing()
 
 
 def load(task: str, model: str | Path | None = None, device: str = "auto",
@@ -289,14 +364,19 @@ def evaluate(task: str, data: str | Path, model: str | Path | None = None,
 TRAIN_KEYWORDS = {"train": "train_path", "dev": "dev_path", "tokenizer": "tokenizer_path"}
 
 
-def train(task: str, **options: Any) -> dict[str, Any]:
+def train(task: str, **options: Any) -> LoadedModel:
     """Train a model as `seqtool train TASK` does (`seqtool pretrain` for task="pretrain"),
     with its options as keywords, dashes as underscores: train="train.tsv", dev="dev.tsv",
-    out="model.pt", epochs=3, embed_dim=64, ... Options left out take the command's defaults.
-    Returns the run's summary: the best dev score ("best"), "steps" and "seconds"."""
+    out="model.pt", epochs=3, embed_dim=64, ... Options left out take the command's defaults;
+    a loaded model stands for its file (init=seqtool.train("pretrain", ...)).
+    Returns the trained model (`out`), loaded as `seqtool.load` would; its `summary` holds
+    the run's best dev score ("best"), "steps" and "seconds"."""
     from seqtool.training.run import options_for
 
+    if task not in HANDLES:
+        raise SeqtoolError(f"unknown task {task!r}: {', '.join(TASKS)}")
     defaults = options_for(task)
+    options = {k: v.path if isinstance(v, LoadedModel) else v for k, v in options.items()}
     given = {TRAIN_KEYWORDS.get(k, k): v for k, v in options.items()}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -310,7 +390,10 @@ def train(task: str, **options: Any) -> dict[str, Any]:
     if task == "pretrain" and isinstance(given["train_path"], (str, Path)):
         given["train_path"] = (given["train_path"],)
     call = ", ".join([repr(task), *(f"{k}={v!r}" for k, v in options.items())])
-    return run_training(task, {**defaults, **given}, set(given), f"seqtool.train({call})")
+    summary = run_training(task, {**defaults, **given}, set(given), f"seqtool.train({call})")
+    trained = load(task, given["out"], given.get("device", "auto"))
+    trained.summary = summary
+    return trained
 
 
 def run_training(task: str, options: dict[str, Any], given: set[str],
@@ -320,3 +403,33 @@ def run_training(task: str, options: dict[str, Any], given: set[str],
     from seqtool.training.run import train as run
 
     return run(task, options, given, command)
+
+
+def convert(source: str | Path, out: str | Path | None = None,
+            half: bool | None = None) -> Path:
+    """Write the model file (`.seqtool`) of the torch checkpoint `source` (`seqtool convert`),
+    with the same weights (float16 where `source` stores them so, unless `half` says
+    otherwise), signed by a digest over every byte; returns its path."""
+    from seqtool import modelfile
+    from seqtool.checkpoint import Checkpoint, refuse_overwriting_input
+
+    source = Path(source)
+    target = Path(out) if out else source.with_suffix(modelfile.SUFFIX)
+    if target.suffix != modelfile.SUFFIX:
+        raise SeqtoolError(f"a model file's name ends in {modelfile.SUFFIX}", str(target))
+    refuse_overwriting_input(target, [source])
+    ckpt = Checkpoint.load(source)
+    if ckpt.train_state is not None:
+        ckpt.train_state = None  # a model file holds the model, not a training state
+    if half is None:
+        half = _stores_half(source)
+    ckpt.save(target, half=half)
+    return target
+
+
+def _stores_half(path: Path) -> bool:
+    """Whether a torch checkpoint stores its floating-point weights as float16."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return any(v.dtype == torch.float16 for v in payload["weights"].values())

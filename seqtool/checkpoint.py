@@ -496,30 +496,3 @@ class Checkpoint:
         return cls(task=task, model_config=config, weights=weights, tokenizers=tokenizers,
                    labels=[str(x) for x in labels], meta=meta, train_state=train_state)
 
-
-def convert(source: str | Path, out: str | Path | None = None,
-            half: bool | None = None) -> Path:
-    """Write the model file (`.seqtool`) of the checkpoint `source`, with the same weights
-    (float16 where `source` stores them so, unless `half` says otherwise); returns its path."""
-    from seqtool import modelfile
-
-    source = Path(source)
-    target = Path(out) if out else source.with_suffix(modelfile.SUFFIX)
-    if target.suffix != modelfile.SUFFIX:
-        raise SeqtoolError(f"a model file's name ends in {modelfile.SUFFIX}", str(target))
-    refuse_overwriting_input(target, [source])
-    ckpt = Checkpoint.load(source)
-    if ckpt.train_state is not None:
-        ckpt.train_state = None  # a model file holds the model, not a training state
-    if half is None:
-        half = _stores_half(source)
-    ckpt.save(target, half=half)
-    return target
-
-
-def _stores_half(path: Path) -> bool:
-    """Whether a torch checkpoint stores its floating-point weights as float16."""
-    import torch
-
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return any(v.dtype == torch.float16 for v in payload["weights"].values())

@@ -273,6 +273,21 @@ class SearchConfig:
                             choices=("fp32", "bf16"))
 
 
+@dataclass
+class InputConfig:
+    """Which column of a user's file holds the texts (`-i FILE` of classify, embed,
+    translate and generate; seqtool.text.columns reads it)."""
+
+    column: str | None = option(
+        None, "The texts' column of the input: a header's name or a number from 1, in a TSV, "
+        "CSV (.csv, quoted fields) or JSONL (.jsonl: a key) file; one output per row. "
+        "Default: the `text` column (or key, or the only column) of .tsv, .csv and .jsonl "
+        "files, the whole line of others.", metavar="NAME|N", show_default=False)
+    header: bool | None = option(
+        None, "Whether the first row is a header (default: when it holds the --column name, "
+        "or `text`).", off="no-header", show_default=False)
+
+
 # ----------------------------------------------------------------------------- training data
 
 

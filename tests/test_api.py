@@ -145,11 +145,11 @@ def test_train_runs_what_the_cli_runs(tmp_path):
     data = TOY / "sentiment.tsv"
     run_cli("train", "classify", "--train", data, "--dev", data, "--out", tmp_path / "cli.pt",
             *TINY_CLASSIFY, "--epochs", "5", "--embed-dim", "8")
-    summary = seqtool.train("classify", train=str(data), dev=str(data),
+    trained = seqtool.train("classify", train=str(data), dev=str(data),
                             out=str(tmp_path / "api.pt"), epochs=5, vocab_size=60, embed_dim=8,
                             hidden_dim=16, max_tokens=64, lr=0.01, warmup_steps=0,
                             schedule="constant", patience=1000, quiet=True)
-    assert summary["steps"] > 0
+    assert trained.summary["steps"] > 0 and trained.path == str(tmp_path / "api.pt")
     a, b = Checkpoint.load(tmp_path / "cli.pt"), Checkpoint.load(tmp_path / "api.pt")
     assert a.model_config == b.model_config
     assert all(a.weights[k].equal(b.weights[k]) for k in a.weights)

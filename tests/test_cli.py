@@ -92,7 +92,8 @@ def test_bad_training_file_is_one_line_error(tmp_path):
     bad.write_bytes(b"positive\tgood\nnegative bad\n")
     p = run_seqtool("train", "classify", "--train", bad, "--dev", bad, "--out", tmp_path / "m.pt")
     assert p.returncode == 1
-    assert p.stderr.strip() == f"Error: {bad}:2: missing tab: expected 'label<TAB>text'"
+    assert p.stderr.strip() == (f"Error: {bad}:2: missing tab: expected 'label<TAB>text' "
+                                "(or fastText's '__label__LABEL text')")
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -182,7 +183,7 @@ def all_commands(group=None, path=()):
 def test_all_commands_are_reached():
     paths = {path for path, _ in all_commands()}
     assert paths == {("classify",), ("convert",), ("distill",), ("embed",), ("ensemble",),
-                     ("generate",), ("info",),
+                     ("generate",), ("info",), ("models",),
                      ("pretrain",), ("serve",), ("tokenize",), ("translate",),
                      ("tokenizer", "train"),
                      ("train", "classify"), ("train", "generate"), ("train", "translate"),

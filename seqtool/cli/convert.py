@@ -21,8 +21,8 @@ def convert(checkpoint: str, out: str | None, half: bool | None) -> None:
     Example:
       seqtool convert my-classifier.pt          # writes my-classifier.seqtool
     """
-    from seqtool.checkpoint import convert as convert_file
+    import seqtool
 
-    target = convert_file(checkpoint, out, half)
+    target = seqtool.convert(checkpoint, out, half)
     print(f"wrote {target}", file=sys.stderr)
 

@@ -22,6 +22,7 @@ from seqtool.config import (
     MAX_INPUT_LENGTH,
     MAX_TRAIN_LENGTH,
     InferenceConfig,
+    InputConfig,
     SamplingConfig,
     SearchConfig,
     TokenizerConfig,
@@ -250,7 +251,7 @@ def input_option(help: str = "One text per line; '-' = stdin (the default when n
 
 
 def labeled_input_option(f):
-    return input_option("label<TAB>text lines (or .jsonl).", required=True,
+    return input_option("label<TAB>text or fastText lines (or .jsonl).", required=True,
                         old=("--data", "-d"), variant="labeled")(f)
 
 
@@ -306,6 +307,11 @@ def seed_option(help: str):
     return train_option("seed", help=help)
 
 
+def columns_option(f):
+    """--column and --header/--no-header: which column of -i FILE holds the texts."""
+    return stack(field_option(InputConfig, "column"), field_option(InputConfig, "header"))(f)
+
+
 def max_input_length_option(f):
     return option(
         "--max-input-length", "--max-length", "max_input_length", old=("--max-length",),
@@ -348,8 +354,8 @@ def model_option(task: str):
     return option("--model", "-m", type=click.Path(dir_okay=False),
                   origin=f"options.model[{task}]",
                   help=f"Checkpoint file, or the name of a shipped {task} model ({names}; "
-                       "default: the first), found in $SEQTOOL_CHECKPOINTS or the "
-                       "repository's checkpoints/.")
+                       "default: the first; `seqtool models` describes them), found in "
+                       "$SEQTOOL_CHECKPOINTS or the repository's checkpoints/.")
 
 
 def out_option(help: str, required: bool = False):

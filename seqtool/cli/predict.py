@@ -6,6 +6,7 @@ stdout, or with --out go to a file, written by every process of a torchrun launc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,7 @@ from seqtool.cli.options import (
     backend_option,
     batch_size_option,
     beam_option,
+    columns_option,
     device_option,
     errors_option,
     format_option,
@@ -35,8 +37,26 @@ from seqtool.cli.options import (
     top_p_option,
 )
 
+if TYPE_CHECKING:
+    from seqtool.text.columns import Columns
+
 OUT_HELP = ("Write the results to this file instead of stdout: whole, or not at all. Under "
             "torchrun each process answers a share of -i FILE (see the README).")
+
+
+def input_columns(texts: tuple[str, ...], column: str | None, header: bool | None) -> Columns:
+    """The columns to read of -i FILE (`seqtool.text.columns`); a usage error beside TEXTS.
+    A text that names a file is read as text, with a warning (it is a common slip)."""
+    from seqtool.errors import warn_once
+    from seqtool.text.columns import Columns
+
+    if texts and (column is not None or header is not None):
+        raise click.UsageError("--column and --header read -i FILE (or stdin), not TEXTS")
+    for text in texts[:8]:
+        if " " not in text and Path(text).suffix and Path(text).is_file():
+            warn_once("text-is-file", f"{text!r} is read as a text; to read the file, give "
+                      f"-i {text}")
+    return Columns(column, header)
 
 
 def classify_text(r: dict) -> str:
@@ -52,14 +72,15 @@ def classify_tsv(r: dict) -> str:
 @click.argument("texts", nargs=-1)
 @model_option("classify")
 @input_option()
+@columns_option
 @out_option(OUT_HELP)
 @format_option(LINE_FORMATS)
 @max_input_length_option
 @errors_option
 @device_option
 @backend_option
-def classify(texts, model, input_path, out, fmt, max_input_length, errors, device,
-             backend):
+def classify(texts, model, input_path, column, header, out, fmt, max_input_length, errors,
+             device, backend):
     """Label each text with a class and its probability (S1).
 
     Each line is answered as soon as it has arrived (lines that are already waiting are
@@ -69,15 +90,16 @@ def classify(texts, model, input_path, out, fmt, max_input_length, errors, devic
     \b
     Examples:
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
-      cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
+      seqtool classify -i reviews.csv --column review --format jsonl | jq .label
     """
     refuse_texts_and_input(texts, input_path)
     import seqtool
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
+    columns = input_columns(texts, column, header)
     classifier = seqtool.load("classify", model, device, backend=backend)
-    write_answers(read_text_chunks(texts, input_path, 512, errors),
+    write_answers(read_text_chunks(texts, input_path, 512, errors, columns),
                   lambda chunk: [r.to_record()
                                  for r in classifier.classify(chunk, max_input_length)],
                   RecordWriter(fmt, text=classify_text, tsv=classify_tsv), out, input_path)
@@ -116,12 +138,14 @@ class NpyWriter:
 @input_option()
 @out_option("Write a .npy matrix here instead of lines to stdout (under torchrun each "
             "process answers a share of -i FILE).")
+@columns_option
 @format_option(["jsonl", "json", "tsv"], default="jsonl")
 @max_input_length_option
 @errors_option
 @device_option
 @backend_option
-def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, backend):
+def embed(texts, model, input_path, out, column, header, fmt, max_input_length, errors,
+          device, backend):
     """One vector per input line from the classifier's encoder (JSONL, or .npy with --out).
 
     \b
@@ -134,8 +158,9 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, 
     from seqtool.report import RecordWriter
     from seqtool.text.data import read_text_chunks
 
+    columns = input_columns(texts, column, header)
     classifier = seqtool.load("classify", model, device, backend=backend)
-    chunks = read_text_chunks(texts, input_path, 512, errors)
+    chunks = read_text_chunks(texts, input_path, 512, errors, columns)
     if out:
         write_answers(chunks, lambda chunk: classifier.embed(chunk, max_input_length).tolist(),
                       NpyWriter(classifier.embedding_size), out, input_path)
@@ -160,6 +185,7 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, 
 @click.option("--prompt", default="", help="Continue this beginning.")
 @input_option("Prompts, one per line ('-' = stdin): each line is continued -n times, and "
               "answered as soon as it has arrived.")
+@columns_option
 @out_option(OUT_HELP)
 @temperature_option("Sampling temperature; 0 = greedy.", short=True)
 @sampling_option("top_k")
@@ -172,8 +198,8 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device, 
 @errors_option
 @device_option
 @backend_option
-def generate(model, label, count, prompt, input_path, out, temperature, top_k, top_p,
-             max_output_length, guidance, lexicon, seed, fmt, errors, device, backend):
+def generate(model, label, count, prompt, input_path, column, header, out, temperature, top_k,
+             top_p, max_output_length, guidance, lexicon, seed, fmt, errors, device, backend):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     Each sample is written as soon as it (and those before it) ended.
@@ -187,15 +213,19 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
     """
     import seqtool
     from seqtool.report import RecordWriter
+    from seqtool.text.columns import Columns
     from seqtool.text.data import read_text_chunks
 
+    if not input_path and (column is not None or header is not None):
+        raise click.UsageError("--column and --header read the prompts of -i FILE")
     generator = seqtool.load("generate", model, device, backend=backend)
     options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                    max_output_length=max_output_length, guidance=guidance, lexicon=lexicon)
     writer = RecordWriter(fmt, text=lambda r: r["text"],
                           tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
     # a prompt per line; each gets the same seed, so reruns agree
-    prompts = read_text_chunks(None, input_path, 64, errors) if input_path else [[prompt]]
+    prompts = (read_text_chunks(None, input_path, 64, errors, Columns(column, header))
+               if input_path else [[prompt]])
     if out is None and launched_processes() == 1:
         with writer:
             for chunk in prompts:
@@ -212,6 +242,7 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
 @click.argument("texts", nargs=-1)
 @model_option("translate")
 @input_option()
+@columns_option
 @out_option(OUT_HELP)
 @beam_option
 @length_penalty_option
@@ -230,7 +261,7 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
 @device_option
 @backend_option
 @click.pass_context
-def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
+def translate(ctx, texts, model, input_path, column, header, out, beam, length_penalty, n_best,
               max_length_ratio, max_input_length, batch_size, fmt, attention_png,
               show_attention, precision, errors, device, backend):
     """Translate sentences (S3): one translation per input line, in order.
@@ -250,6 +281,7 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
     refuse_texts_and_input(texts, input_path)
     if n_best > beam:
         raise click.UsageError("--n-best cannot exceed --beam", ctx)
+    columns = input_columns(texts, column, header)
     if attention_png:
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
 
@@ -274,6 +306,6 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
                 first[0] = False
         return [r.to_record() for r in results]
 
-    write_answers(read_text_chunks(texts, input_path, 512, errors), answer, RecordWriter(
+    write_answers(read_text_chunks(texts, input_path, 512, errors, columns), answer, RecordWriter(
         fmt, text=lambda r: r["translation"],
         tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}"), out, input_path)

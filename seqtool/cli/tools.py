@@ -11,6 +11,7 @@ from seqtool.cli.common import SeqtoolGroup, emit, refuse_texts_and_input
 from seqtool.cli.options import (
     REPORT_FORMATS,
     character_coverage_option,
+    columns_option,
     errors_option,
     format_option,
     half_checkpoint_option,
@@ -40,13 +41,12 @@ def tokenizer() -> None:
 @tokenizer_type_option("--type", "model_type")
 @character_coverage_option("Share of characters the vocabulary must cover; the rest become "
                            "<unk>.")
-@click.option("--column", type=click.IntRange(min=0), default=0,
-              help="Use only this tab-separated column (1-based); 0 = whole line.")
+@columns_option
 @seed_option("Random seed of the trainer.")
 @lowercase_option("Fold case inside the model, so it also applies to every text it reads.")
 @errors_option
-def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, seed,
-                    lowercase, errors):
+def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, column, header,
+                    seed, lowercase, errors):
     """Train a sentencepiece model on text lines (files or stdin).
 
     \b
@@ -55,18 +55,20 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
         seqtool tokenizer train --vocab-size 4000 --out sentiment.model
     """
     from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.text.columns import Columns
     from seqtool.text.data import read_texts
     from seqtool.text.tokenizer import Tokenizer
 
     refuse_overwriting_input(out, list(inputs))
     check_writable(Path(out))
+    if column == "0":  # the whole line, as before --column was shared with classify
+        column = None
+    # whole lines unless a column is asked for (a .tsv corpus is read whole by default)
+    columns = Columns(column, header) if column or header is not None else None
 
     def lines():
         for path in inputs or ["-"]:
-            for line in read_texts(None, path, errors):
-                if column:
-                    parts = line.split("\t")
-                    line = parts[column - 1] if len(parts) >= column else ""
+            for line in read_texts(None, path, errors, columns):
                 if line.strip():
                     yield line.strip()
 
@@ -81,10 +83,10 @@ def tokenizer_train(inputs, out, vocab_size, model_type, character_coverage, col
 
 def _load_tokenizer(model: str | None, side: str = "src"):
     from seqtool.checkpoint import Checkpoint
-    from seqtool.inference.predict import resolve_path
+    from seqtool.shipped import ALL_TASKS, resolve_model
     from seqtool.text.tokenizer import Tokenizer
 
-    path = resolve_path(model, "classify")
+    path = resolve_model(model, ALL_TASKS)  # a file, or any shipped model by name
     if path.suffix == ".model":
         return Tokenizer.load(path)
     ckpt = Checkpoint.load(path)
@@ -184,7 +186,55 @@ def info(checkpoint, fmt, as_json):
     \b
     Example:
       seqtool info checkpoints/sentiment-gru.seqtool
+      seqtool info bible-fr-en       # a shipped model by name (`seqtool models` lists them)
     """
     from seqtool.report import checkpoint_summary, print_info, print_report
+    from seqtool.shipped import ALL_TASKS, resolve_model
 
-    print_report(checkpoint_summary(checkpoint), report_format(fmt, as_json), print_info)
+    path = str(resolve_model(checkpoint, ALL_TASKS))
+    print_report(checkpoint_summary(path), report_format(fmt, as_json), print_info)
+
+
+def _size(n: int | None) -> str:
+    return "missing" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _what(row: dict) -> str:
+    """A model's labels (a few, and how many) or languages."""
+    labels = row["labels"]
+    if not labels:
+        return row["languages"]
+    shown = ", ".join(labels[:3]) + (", …" if len(labels) > 3 else "")
+    return shown if len(labels) <= 3 else f"{len(labels)} labels: {shown}"
+
+
+@click.command()
+@format_option(["text", "tsv", "jsonl", "json"])
+def models(fmt):
+    """List the shipped models: name, task, labels or languages, domain, size and score.
+
+    A name works wherever a model does: -m, --init, --teacher, info, tokenize, serve and
+    seqtool.load. Reads no model, so it answers at once.
+
+    \b
+    Example:
+      seqtool models
+      seqtool models --format jsonl | jq -r 'select(.task == "classify") | .name'
+    """
+    from seqtool.report import RecordWriter, write_stdout
+    from seqtool.shipped import checkpoints_folder, listing
+
+    rows = listing()
+    if fmt != "text":
+        with RecordWriter(fmt, tsv=lambda r: "\t".join(
+                [r["name"], r["task"], ",".join(r["labels"]) or r["languages"], r["domain"],
+                 str(r["bytes"] or ""), r["score"]])) as writer:
+            writer.write(rows)
+        return
+    table = [("name", "task", "labels / languages", "size", "score", "domain")]
+    table += [(r["name"], r["task"], _what(r), _size(r["bytes"]), r["score"], r["domain"])
+              for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
+             for row in table]
+    write_stdout("\n".join(lines) + f"\n(files in {checkpoints_folder()})\n")

@@ -48,7 +48,7 @@ def run(task: str, options: dict[str, Any]) -> None:
 def labeled_data_options(f):
     return stack(
         data_option("--train", "train_path", variant="labeled",
-                    help="label<TAB>text lines (or .jsonl)."),
+                    help="label<TAB>text or fastText (__label__LABEL text) lines (or .jsonl)."),
         data_option("--dev", "dev_path", variant="labeled",
                     help="Held-out data in the same format; picks the best checkpoint."),
     )(f)

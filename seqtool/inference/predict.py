@@ -15,7 +15,7 @@ import numpy as np
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.errors import SeqtoolError
-from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder
+from seqtool.shipped import DEFAULT_MODELS, SHIPPED_MODELS, checkpoints_folder, resolve_model
 from seqtool.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # imported where used: `seqtool classify` needs neither
@@ -23,18 +23,11 @@ if TYPE_CHECKING:  # imported where used: `seqtool classify` needs neither
     from seqtool.decoding.search import Hypothesis
 
 
-def resolve_path(path: str | Path | None, task: str) -> Path:
-    """The checkpoint to use: a file, the name of a shipped model (`brown-genre`), or the
-    task's default; a missing shipped file says how to point at it."""
-    if path and (Path(path).exists() or str(path) not in SHIPPED_MODELS[task]):
-        return Path(path)
-    file = SHIPPED_MODELS[task][str(path)] if path else DEFAULT_MODELS[task]
-    shipped = checkpoints_folder() / file
-    if not shipped.is_file():
-        raise SeqtoolError(
-            f"no shipped {task} model here; set SEQTOOL_CHECKPOINTS to the folder holding "
-            f"{file} (the repository's checkpoints/) or pass -m FILE", str(shipped))
-    return shipped
+def resolve_path(path: str | Path | None, task: str | tuple[str, ...]) -> Path:
+    """The checkpoint to use: a file, the name of a shipped model (`brown-genre`) or its file
+    name, or the task's default; a missing shipped file says how to point at it, and a
+    shipped model of another task names the task's models (`seqtool.shipped`)."""
+    return resolve_model(path, task)
 
 
 def other_shipped_generators() -> dict[str, list[str]]:

@@ -12,9 +12,13 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqtool.errors import SeqtoolError, warn_once
 from seqtool.text.blank import is_blank
+
+if TYPE_CHECKING:
+    from seqtool.text.columns import Columns
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ def iter_lines(path: str | Path | None) -> Iterator[tuple[int, str]]:
 
 
 def read_labeled(path: str | Path | None) -> Iterator[LabeledText]:
-    """Read `label<TAB>text` lines (or JSONL `{"label": ..., "text": ...}` for *.jsonl files)."""
+    """Read `label<TAB>text` lines, fastText's `__label__LABEL text` lines, or JSONL
+    `{"label": ..., "text": ...}` for *.jsonl files."""
     name = _display_name(path)
     is_jsonl = str(path).endswith((".jsonl", ".json"))
     seen = False
@@ -84,9 +89,13 @@ def read_labeled(path: str | Path | None) -> Iterator[LabeledText]:
         if is_jsonl:
             yield _parse_jsonl_record(line, name, number)
             continue
-        if "\t" not in line:
-            raise SeqtoolError("missing tab: expected 'label<TAB>text'", name, number)
-        label, text = line.split("\t", 1)
+        if line.startswith(FASTTEXT_LABEL):
+            label, text = _fasttext_record(line, name, number)
+        elif "\t" not in line:
+            raise SeqtoolError("missing tab: expected 'label<TAB>text' (or fastText's "
+                               "'__label__LABEL text')", name, number)
+        else:
+            label, text = line.split("\t", 1)
         label, text = label.strip(), text.strip()
         if not label:
             raise SeqtoolError("empty label", name, number)
@@ -95,6 +104,21 @@ def read_labeled(path: str | Path | None) -> Iterator[LabeledText]:
         yield LabeledText(label, text, number)
     if not seen:
         raise SeqtoolError("file is empty: no records", name)
+
+
+FASTTEXT_LABEL = "__label__"  # fastText's training format: `__label__positive A fine film.`
+
+
+def _fasttext_record(line: str, name: str, number: int) -> tuple[str, str]:
+    """A fastText line's label and text; one label only (seqtool's classes exclude each
+    other)."""
+    words = line.split(None, 1)
+    label, text = words[0][len(FASTTEXT_LABEL):], words[1] if len(words) > 1 else ""
+    if text.startswith(FASTTEXT_LABEL):
+        second = text.split(None, 1)[0]
+        raise SeqtoolError(f"two labels ({words[0]}, {second}): each text takes one class",
+                           name, number)
+    return label, text
 
 
 def _parse_jsonl_record(line: str, name: str, number: int) -> LabeledText:
@@ -256,18 +280,25 @@ def decode_line(raw: bytes, errors: str, name: str, number: int) -> str | None:
 
 def read_text_chunks(
     inputs: Sequence[str] | None, path: str | None = None, size: int = 512,
-    errors: str = "strict",
+    errors: str = "strict", columns: Columns | None = None,
 ) -> Iterator[list[str]]:
     """Texts to predict on, in lists of at most `size`, each list as soon as it is available.
 
-    The command-line arguments if any, else the lines of a file or stdin, stripped. Empty
-    lines are kept (as empty strings) so that output lines stay aligned with input lines. A
-    line that is not valid UTF-8 ends the stream with an error after the lines before it.
+    The command-line arguments if any, else the lines of a file or stdin, stripped; with
+    `columns`, the rows of a TSV, CSV or JSONL file, each its text column's value
+    (`seqtool.text.columns`; a header row is left out). Empty rows are kept (as empty
+    strings) so that outputs stay aligned with input rows. A bad row (or a line that is not
+    valid UTF-8) ends the stream with an error after the rows before it.
     """
     if inputs:
+        if columns and (columns.column is not None or columns.header is not None):
+            raise SeqtoolError("--column and --header read -i FILE or stdin; texts given as "
+                               "arguments are read whole")
         yield from chunked(inputs, size)
         return
     import os
+
+    from seqtool.text.columns import column_reader
 
     name = _display_name(path)
     if path in (None, "-"):
@@ -280,32 +311,38 @@ def read_text_chunks(
             source, close = LineSource(os.open(path, os.O_RDONLY)), True
         except OSError as e:
             raise SeqtoolError(f"cannot open: {e.strerror}", name) from None
+    rows = column_reader(path, columns, name) if columns else None
     try:
         number = 0
         while raw_lines := source.take(size):
-            texts = []
+            texts: list[str] = []
             for raw in raw_lines:
                 number += 1
                 try:
                     line = decode_line(raw, errors, name, number)
+                    if line is not None:
+                        # a line (or field) that shows nothing is the empty line
+                        texts.extend("" if is_blank(text) else text.strip() for text in
+                                     (rows.feed(line, number) if rows else [line]))
                 except SeqtoolError:
                     if texts:
                         yield texts  # answer what came before the bad line first
                     raise
-                if line is not None:  # a line that shows nothing is the empty line
-                    texts.append("" if is_blank(line) else line.strip())
             if texts:
                 yield texts
+        if rows:
+            rows.finish()
     finally:
         if close:
             os.close(source.fd)
 
 
 def read_texts(
-    inputs: Sequence[str] | None, path: str | None = None, errors: str = "strict"
+    inputs: Sequence[str] | None, path: str | None = None, errors: str = "strict",
+    columns: Columns | None = None,
 ) -> Iterator[str]:
     """Texts one by one (see `read_text_chunks`)."""
-    for chunk in read_text_chunks(inputs, path, 512, errors):
+    for chunk in read_text_chunks(inputs, path, 512, errors, columns):
         yield from chunk
 
 

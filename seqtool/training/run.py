@@ -75,6 +75,10 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
     `make_setup(options, model_options)` builds the recipe when it is not the task's own
     (distillation: a classifier learning a teacher)."""
     opts = dict(options)
+    if opts.get("init"):  # a file, or a shipped model by name (`english-gru-lm`)
+        from seqtool.shipped import resolve_model
+
+        opts["init"] = str(resolve_model(opts["init"], tuple(dict.fromkeys(("pretrain", task)))))
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
