@@ -69,7 +69,9 @@ class LoadedModel:
         if labels:
             more = f", … {len(labels)} in all" if len(labels) > 4 else ""
             parts.append(f"labels=[{', '.join(map(repr, labels[:4]))}{more}]")
-        parts += [f"path={self.path!r}", f"device={str(model_device(self.loaded.model))!r}"]
+        device = "cpu" if self.loaded.backend == "numpy" else str(model_device(self.loaded.model))
+        parts += [f"path={self.path!r}", f"backend={self.loaded.backend!r}",
+                  f"device={device!r}"]
         return f"<{type(self).__name__} {' '.join(p for p in parts if p)}>"
 
     @property

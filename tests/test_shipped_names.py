@@ -26,14 +26,14 @@ def folder(tmp_path, monkeypatch):
 
 
 def test_a_model_is_found_by_name_by_file_name_and_by_stem(folder):
-    assert resolve_model("bible-fr-en", "translate") == folder / "bible-fr-en-gru-attention.pt"
-    assert resolve_model("english-gru-lm.pt", "pretrain") == folder / "english-gru-lm.pt"
-    assert resolve_model("english-gru-lm", ("pretrain", "classify")) == folder / "english-gru-lm.pt"
-    assert resolve_model("sentiment-gru", "classify") == folder / "sentiment-gru.pt"
-    assert resolve_model(None, "generate") == folder / "sentiment-lstm-generator.pt"
+    assert resolve_model("bible-fr-en", "translate") == folder / "bible-fr-en-gru-attention.seqtool"
+    assert resolve_model("english-gru-lm.seqtool", "pretrain") == folder / "english-gru-lm.seqtool"
+    assert resolve_model("english-gru-lm", ("pretrain", "classify")) == folder / "english-gru-lm.seqtool"
+    assert resolve_model("sentiment-gru", "classify") == folder / "sentiment-gru.seqtool"
+    assert resolve_model(None, "generate") == folder / "sentiment-lstm-generator.seqtool"
     # a name shared by two tasks is the task's own model
-    assert resolve_model("sentiment", "generate") == folder / "sentiment-lstm-generator.pt"
-    assert resolve_model("sentiment", ("pretrain", "classify")) == folder / "sentiment-gru.pt"
+    assert resolve_model("sentiment", "generate") == folder / "sentiment-lstm-generator.seqtool"
+    assert resolve_model("sentiment", ("pretrain", "classify")) == folder / "sentiment-gru.seqtool"
 
 
 def test_an_existing_file_wins_over_a_name(folder, tmp_path_factory, monkeypatch):
@@ -51,8 +51,8 @@ def test_a_model_of_another_task_names_the_task_and_its_models(folder):
     with pytest.raises(SeqtoolError, match="bible-fr-en is a translate model; classify models: "
                                            "sentiment, brown-genre"):
         resolve_model("bible-fr-en", "classify")
-    with pytest.raises(SeqtoolError, match="english-lstm-lm.pt is a pretrain model"):
-        resolve_model("english-lstm-lm.pt", "generate")
+    with pytest.raises(SeqtoolError, match="english-lstm-lm.seqtool is a pretrain model"):
+        resolve_model("english-lstm-lm.seqtool", "generate")
 
 
 def test_an_unknown_name_lists_the_names_and_a_missing_file_is_the_loaders(folder):
@@ -63,7 +63,7 @@ def test_an_unknown_name_lists_the_names_and_a_missing_file_is_the_loaders(folde
 
 
 def test_a_missing_shipped_file_says_where_to_look(folder):
-    (folder / "brown-genre-gru.pt").unlink()
+    (folder / "brown-genre-gru.seqtool").unlink()
     with pytest.raises(SeqtoolError, match="set SEQTOOL_CHECKPOINTS"):
         resolve_model("brown-genre", "classify")
 
@@ -80,14 +80,14 @@ def test_the_api_and_the_commands_name_the_task(folder):
 
 
 def test_init_takes_a_shipped_file_name(tmp_path, toy_classifier, monkeypatch):
-    """`--init english-gru-lm.pt` by name (here a warm start from a toy classifier filed as
+    """`--init english-gru-lm.seqtool` by name (here a warm start from a toy classifier filed as
     the shipped sentiment classifier)."""
-    shutil.copy(toy_classifier, tmp_path / "sentiment-gru.pt")
+    shutil.copy(toy_classifier, tmp_path / "sentiment-gru.seqtool")
     monkeypatch.setenv("SEQTOOL_CHECKPOINTS", str(tmp_path))
     data = TOY / "sentiment.tsv"
     options = [*TINY_CLASSIFY, "--epochs", "1"]
     run_cli("train", "classify", "--train", data, "--dev", data, "--out", tmp_path / "m.pt",
-            "--init", "sentiment-gru.pt", *options)
+            "--init", "sentiment-gru.seqtool", *options)
     assert seqtool.load("classify", tmp_path / "m.pt").labels == ["negative", "positive"]
     result = run_cli("train", "classify", "--train", data, "--dev", data, "--out",
                      tmp_path / "n.pt", "--init", "bible-fr-en", *options, ok=False)
@@ -126,7 +126,7 @@ def test_the_table_says_what_each_shipped_checkpoint_holds():
 
 
 def test_info_and_tokenize_take_names():
-    if not (checkpoints_folder() / "bible-fr-en-gru-attention.pt").is_file():
+    if not (checkpoints_folder() / "bible-fr-en-gru-attention.seqtool").is_file():
         pytest.skip("no shipped translator here")
     report = json.loads(run_cli("info", "bible-fr-en", "--format", "json").output)
     assert report["task"] == "translate"
@@ -135,7 +135,7 @@ def test_info_and_tokenize_take_names():
 
 
 def test_serve_names_the_task_of_a_model_given_for_another():
-    from seqtool.serve.http import load_models
+    from seqtool.serve.server import load_models
 
     with pytest.raises(SeqtoolError, match="^sentiment is a classify/generate model; "
                                            "translate models: bible-fr-en$"):
