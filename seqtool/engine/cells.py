@@ -85,13 +85,11 @@ class Layer:
         """G: the gate rows of all gates (3 H for a GRU, 4 H for an LSTM)."""
         return self.w_hh_t.shape[2]
 
-    def input_gates(self, x: np.ndarray, columns: slice = slice(None),
-                    bias: bool = True) -> np.ndarray:
-        """W_i x (+ biases) for x [D, N, I] (each direction its own inputs) -> [D, N, G];
+    def input_gates(self, x: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
+        """W_i x + biases for x [D, N, I] (each direction its own inputs) -> [D, N, G];
         `columns` picks the input columns x stands for."""
         gates = np.matmul(x, self.w_ih_t[:, columns])
-        if bias:
-            gates += self.bias
+        gates += self.bias
         return gates
 
     def token_table(self, embedding: np.ndarray) -> np.ndarray:
