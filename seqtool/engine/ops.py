@@ -84,7 +84,9 @@ def take(weights: Mapping[str, np.ndarray], name: str, dtype: np.dtype,
          copy: bool = True) -> np.ndarray:
     """One weight as a contiguous array of `dtype`: a copy (later edits of the caller's arrays
     do not reach the model), or without `copy` where the caller makes its own."""
-    return np.array(weights[name], dtype=dtype, order="C", copy=copy or None)
+    if copy:
+        return np.array(weights[name], dtype=dtype, order="C", copy=True)
+    return np.asarray(weights[name], dtype=dtype, order="C")
 
 
 def rnn_shapes(prefix: str, kind: str, input_dim: int, hidden: int, layers: int,
