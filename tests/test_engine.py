@@ -15,6 +15,7 @@ import torch
 
 from seqtool import engine
 from seqtool.config import ClassifierConfig, TranslatorConfig
+from seqtool.engine.ops import softmax
 from seqtool.engine.translator import SOURCE_KEYS
 from seqtool.engine.translator import select_state as np_select_state
 from seqtool.nn.registry import build_model
@@ -123,7 +124,7 @@ def test_classifier_combination_matches_torch():
         tokens, lengths = batch(8 + i, part.config.vocab_size, LENGTHS)
         with torch.no_grad():
             want = torch.softmax(part(tokens, lengths).double(), -1)
-        got = engine.ops.softmax(twin_part.logits(tokens.numpy(), lengths.numpy()))
+        got = softmax(twin_part.logits(tokens.numpy(), lengths.numpy()))
         close(got, want, 1e-5)
         probabilities.append(want)
     close(twin.combine([p.numpy() for p in probabilities]), model.combine(probabilities), 1e-12)
