@@ -15,6 +15,7 @@ import torch
 
 from seqtool import engine
 from seqtool.config import ClassifierConfig, TranslatorConfig
+from seqtool.engine.ops import softmax
 from seqtool.engine.translator import SOURCE_KEYS
 from seqtool.engine.translator import select_state as np_select_state
 from seqtool.nn.registry import build_model
@@ -123,7 +124,7 @@ def test_classifier_combination_matches_torch():
         tokens, lengths = batch(8 + i, part.config.vocab_size, LENGTHS)
         with torch.no_grad():
             want = torch.softmax(part(tokens, lengths).double(), -1)
-        got = engine.ops.softmax(twin_part.logits(tokens.numpy(), lengths.numpy()))
+        got = softmax(twin_part.logits(tokens.numpy(), lengths.numpy()))
         close(got, want, 1e-5)
         probabilities.append(want)
     close(twin.combine([p.numpy() for p in probabilities]), model.combine(probabilities), 1e-12)
@@ -278,6 +279,63 @@ def test_weights_that_do_not_fit_are_refused():
     twin = engine.build("classify", config, weights)
     with pytest.raises(ValueError, match="length"):
         twin.encode(np.ones((2, 3), np.int64), np.array([4, 1]))
+
+
+@pytest.mark.parametrize("task", ["classify", "generate", "translate", "pretrain"])
+def test_models_keep_their_own_copy_of_the_weights(task):
+    """Changing the caller's arrays after `build` changes nothing (in both dtypes, where no
+    conversion copies them anyway)."""
+    configs = {"classify": dict(vocab_size=13, num_classes=3, embed_dim=5, hidden_dim=4),
+               "generate": dict(vocab_size=13, num_classes=3, embed_dim=5, hidden_dim=4),
+               "translate": translator_config("lstm", "bahdanau", 1, True),
+               "pretrain": dict(vocab_size=13, embed_dim=5, hidden_dim=4)}
+    model = randomised(build_model(task, configs[task]), 25).double()
+    weights = numpy_weights(model)
+    twin = engine.build(task, configs[task], weights, np.float64)
+    tokens, lengths = batch(26, 13, LENGTHS)
+
+    def run() -> np.ndarray:
+        if task == "classify":
+            return twin.logits(tokens.numpy(), lengths.numpy())
+        if task == "pretrain":
+            return twin.piece_nll(tokens.numpy(), lengths.numpy())
+        if task == "generate":
+            return twin.forward(np.zeros(len(LENGTHS), np.int64), tokens.numpy())[0]
+        memory = twin.encode(tokens.numpy(), lengths.numpy())
+        return twin.decode_step(memory, np.full(len(LENGTHS), 2))[0]
+
+    before = run()
+    with torch.no_grad():
+        for array in weights.values():
+            array *= 2  # the torch tensors' memory too: the model's state_dict is shared
+    np.testing.assert_array_equal(run(), before)
+
+
+def test_empty_batches():
+    _, classify = twins("classify", dict(vocab_size=13, num_classes=3, embed_dim=5,
+                                         hidden_dim=4, ensemble=2), 27)
+    no_tokens, no_lengths = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    assert classify.logits(no_tokens, no_lengths).shape == (0, 3)
+    assert classify.encode(no_tokens, no_lengths).shape == (0, classify.encoding_dim)
+    _, translate = twins("translate", translator_config("lstm", "bahdanau", 2, True), 28)
+    memory = translate.encode(no_tokens, no_lengths)
+    log_probs, memory, weights = translate.decode_step(memory, np.zeros(0, np.int64), 3)
+    assert log_probs.shape == (0, 12) and weights.shape == (0, 4)
+
+
+def test_token_table_gives_what_the_product_gives():
+    """The first layer's gates come from a product until as many tokens as the vocabulary
+    has have gone through it, then from a table: both give the same numbers."""
+    _, twin = twins("classify", dict(vocab_size=13, num_classes=3, embed_dim=5,
+                                     hidden_dim=4), 29)
+    tokens, lengths = batch(30, 13, [2])
+    gates = twin.members[0].rnn.token_gates
+    first = twin.encode(tokens.numpy(), lengths.numpy())
+    assert gates.table is None
+    twin.encode(*batch(31, 13, [7, 7]))  # 28 tokens through the product: the table comes
+    np.testing.assert_allclose(twin.encode(tokens.numpy(), lengths.numpy()), first,
+                               rtol=1e-13, atol=1e-13)
+    assert gates.table is not None
 
 
 def test_extreme_logits_raise_no_warnings():

@@ -10,6 +10,7 @@ import torch
 
 from seqtool import engine
 from seqtool.checkpoint import Checkpoint
+from seqtool.engine.ops import softmax
 from seqtool.engine.translator import SOURCE_KEYS
 from seqtool.engine.translator import select_state as np_select_state
 from seqtool.nn.batches import classify_batch, translate_batch
@@ -37,7 +38,7 @@ def test_shipped_classifier_probabilities():
     batch = classify_batch(tokenizer.encode_batch([line.split("\t")[1] for line in lines]))
     with torch.no_grad():
         want = torch.softmax(model(batch["tokens"], batch["lengths"]), -1).numpy()
-    got = engine.ops.softmax(twin.logits(batch["tokens"].numpy(), batch["lengths"].numpy()))
+    got = softmax(twin.logits(batch["tokens"].numpy(), batch["lengths"].numpy()))
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert (got.argmax(1) == want.argmax(1)).all()
 

@@ -28,7 +28,8 @@ def folder(tmp_path, monkeypatch):
 def test_a_model_is_found_by_name_by_file_name_and_by_stem(folder):
     assert resolve_model("bible-fr-en", "translate") == folder / "bible-fr-en-gru-attention.seqtool"
     assert resolve_model("english-gru-lm.seqtool", "pretrain") == folder / "english-gru-lm.seqtool"
-    assert resolve_model("english-gru-lm", ("pretrain", "classify")) == folder / "english-gru-lm.seqtool"
+    assert resolve_model("english-gru-lm", ("pretrain", "classify")) == \
+        folder / "english-gru-lm.seqtool"
     assert resolve_model("sentiment-gru", "classify") == folder / "sentiment-gru.seqtool"
     assert resolve_model(None, "generate") == folder / "sentiment-lstm-generator.seqtool"
     # a name shared by two tasks is the task's own model

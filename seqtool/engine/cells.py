@@ -15,7 +15,8 @@ direction meets it only after the last real token, and the backward direction re
 reversed within its own length (like packed sequences), so padding never reaches a real output.
 
 For speed: the input's share of the gates, W_i x(t), is one matrix product for all steps
-(for the first layer a lookup in a table of every token's, made once); the directions of a
+(for the first layer, once enough tokens have come, a lookup in a table of every token's);
+the directions of a
 layer run side by side, one batched product and one pass of each elementwise operation per
 step; σ(a) is computed as (1 + tanh(a / 2)) / 2 with the rows of the σ gates' weights halved
 once at construction (exact: a power of two), so each gate block needs a single tanh.
@@ -58,6 +59,7 @@ class Layer:
         self.kind = kind
         self.hidden = h = directions[0][1].shape[1]
         order, scale = _gate_layout(kind, h)
+        scale = scale.astype(directions[0][0].dtype)
         w_ih, w_hh, bias, b_hn = [], [], [], []
         for weight_ih, weight_hh, bias_ih, bias_hh in directions:
             w_ih.append((weight_ih[order] * scale[:, None]).T)
@@ -78,21 +80,22 @@ class Layer:
     def directions(self) -> int:
         return self.w_ih_t.shape[0]
 
-    def input_gates(self, x: np.ndarray, columns: slice = slice(None),
-                    bias: bool = True) -> np.ndarray:
-        """W_i x (+ biases) for x [D, N, I] (each direction its own inputs) -> [D, N, G];
+    @property
+    def gates(self) -> int:
+        """G: the gate rows of all gates (3 H for a GRU, 4 H for an LSTM)."""
+        return self.w_hh_t.shape[2]
+
+    def input_gates(self, x: np.ndarray, columns: slice = slice(None)) -> np.ndarray:
+        """W_i x + biases for x [D, N, I] (each direction its own inputs) -> [D, N, G];
         `columns` picks the input columns x stands for."""
         gates = np.matmul(x, self.w_ih_t[:, columns])
-        if bias:
-            gates += self.bias
+        gates += self.bias
         return gates
 
-    def token_table(self, embedding: np.ndarray) -> np.ndarray | None:
+    def token_table(self, embedding: np.ndarray) -> np.ndarray:
         """The first input columns' share of the gates, with the biases, for every token
-        [D, V, G] (None when it would exceed MAX_TOKEN_TABLE numbers)."""
+        [D, V, G]."""
         vocab, width = embedding.shape
-        if vocab * self.w_ih_t[..., 0, :].size > MAX_TOKEN_TABLE:
-            return None
         return self.input_gates(np.broadcast_to(embedding, (self.directions, vocab, width)),
                                 slice(0, width))
 
@@ -157,7 +160,7 @@ class Layer:
 def layer_from(weights: Mapping[str, np.ndarray], kind: str, names: list[str],
                dtype: np.dtype) -> Layer:
     """A Layer from the state_dict names of each direction's weight_ih (the others follow)."""
-    return Layer(kind, [tuple(take(weights, name.replace("weight_ih", part), dtype)
+    return Layer(kind, [tuple(take(weights, name.replace("weight_ih", part), dtype, copy=False)
                               for part in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
                         for name in names])
 
@@ -173,6 +176,37 @@ def reading_order(lengths: np.ndarray, steps: int, directions: int) -> np.ndarra
     return np.stack([forward, backward])
 
 
+class TokenGates:
+    """The first layer's input gates of embedded tokens, W_i e(token) + biases, where the
+    embedding fills the first input columns.
+
+    A table of every token's gates turns the product into a lookup, but costs the product
+    for the whole vocabulary: it is made once as many tokens have gone through the product
+    as the vocabulary has (at most twice the cheaper choice's cost, whatever comes), so a
+    one-line call never pays for it; never where it would exceed MAX_TOKEN_TABLE numbers."""
+
+    def __init__(self, layer: Layer, embedding: np.ndarray):
+        self.layer, self.embedding = layer, embedding
+        self.table: np.ndarray | None = None
+        self.multiplied = 0  # tokens through the product so far
+        self.tabled = embedding.shape[0] * layer.w_ih_t[..., 0, :].size <= MAX_TOKEN_TABLE
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens [D, ...] (each direction its own) -> gates [D, ..., G]."""
+        layer, (vocab, width) = self.layer, self.embedding.shape
+        if self.table is None and self.tabled and self.multiplied >= vocab:
+            self.table = layer.token_table(self.embedding)
+        shape = tokens.shape + (layer.gates,)
+        if self.table is not None:
+            gates = np.empty(shape, self.table.dtype)
+            for d in range(len(tokens)):
+                np.take(self.table[d], tokens[d], axis=0, out=gates[d])
+            return gates
+        self.multiplied += tokens[0].size
+        x = self.embedding[tokens].reshape(len(tokens), tokens[0].size, width)
+        return layer.input_gates(x, slice(0, width)).reshape(shape)
+
+
 class RNN:
     """nn.GRU / nn.LSTM (batch_first) of `layers` layers, one or two directions, under the
     state_dict `prefix` (e.g. "encoder.rnn.")."""
@@ -184,38 +218,26 @@ class RNN:
                                   dtype) for i in range(layers)]
         self.kind = kind
         self.embedding = embedding
-        self.table = None if embedding is None else self.layers[0].token_table(embedding)
+        self.token_gates = None if embedding is None else TokenGates(self.layers[0], embedding)
 
     @property
     def hidden(self) -> int:
         return self.layers[0].hidden
 
-    def _first_gates(self, tokens_read: np.ndarray) -> np.ndarray:
-        """The first layer's input gates [D, T, B, G] for token ids [D, T, B] in reading order."""
-        first = self.layers[0]
-        if self.table is not None:
-            gates = np.empty(tokens_read.shape + (first.w_ih_t.shape[2],), self.table.dtype)
-            for d in range(first.directions):
-                np.take(self.table[d], tokens_read[d], axis=0, out=gates[d])
-            return gates
-        x = self.embedding[tokens_read]  # [D, T, B, E]
-        d, steps, b, width = x.shape
-        return first.input_gates(x.reshape(d, steps * b, width)).reshape(d, steps, b, -1)
-
     def run_padded(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Outputs [D, T, B, H] of the last layer over token ids [B, >=T] (T = the longest
         length), each direction in its reading order (`reading_order`), from zero states.
         Values at padding are not zeroed here (`at_padding`)."""
-        steps = int(lengths.max())
+        steps = int(lengths.max()) if len(lengths) else 0
         order = reading_order(lengths, steps, self.layers[0].directions)
         batch = np.arange(len(lengths))[None]
-        gates = self._first_gates(tokens.T[order, batch])
+        gates = self.token_gates(tokens.T[order, batch])
         out, _ = self.layers[0].run(gates)
         for layer in self.layers[1:]:
             x = np.concatenate([o[od, batch] for o, od in zip(out, order)], -1)  # in text order
             d, b = layer.directions, len(lengths)
-            x_read = np.stack([x[od, batch] for od in order]).reshape(d, steps * b, -1)
-            out, _ = layer.run(layer.input_gates(x_read).reshape(d, steps, b, -1))
+            x_read = np.stack([x[od, batch] for od in order]).reshape(d, steps * b, x.shape[2])
+            out, _ = layer.run(layer.input_gates(x_read).reshape(d, steps, b, layer.gates))
         return out
 
     def run_from(self, gates: np.ndarray, h0: np.ndarray,
@@ -228,7 +250,8 @@ class RNN:
         for i, layer in enumerate(self.layers):
             if i > 0:
                 steps, n, _ = x.shape
-                gates = layer.input_gates(x.reshape(1, steps * n, -1))[0].reshape(steps, n, -1)
+                gates = layer.input_gates(x.reshape(1, steps * n, x.shape[2]))[0]
+                gates = gates.reshape(steps, n, layer.gates)
             out, c = layer.run(gates[None], h0[i][None], None if c0 is None else c0[i][None])
             x = out[0]
             hs.append(x[-1])

@@ -56,7 +56,7 @@ class GRUClassifier:
         embedding = take(weights, prefix + "embedding.weight", dtype)
         self.rnn = RNN(weights, prefix + "rnn.", "gru", c.layers, c.bidirectional, dtype,
                        embedding)
-        self.output = Affine(take(weights, prefix + "output.weight", dtype),
+        self.output = Affine(take(weights, prefix + "output.weight", dtype, copy=False),
                              take(weights, prefix + "output.bias", dtype))
 
     def encode(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -106,12 +106,16 @@ class Classifier:
     def encode(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """One vector per sentence [B, encoding_dim]: the sentence embedding."""
         tokens, lengths = check_lengths(tokens, lengths)
+        if not len(lengths):
+            return np.zeros((0, self.encoding_dim), self.dtype)
         return np.concatenate([m.encode(tokens, lengths) for m in self.members], -1)
 
     def logits(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Class scores [B, C] (log of the mean distribution for an ensemble): softmax of
         them gives the probabilities."""
         tokens, lengths = check_lengths(tokens, lengths)
+        if not len(lengths):
+            return np.zeros((0, self.config.num_classes), self.dtype)
         if len(self.members) == 1:
             return self.members[0].logits(tokens, lengths)
         log_probs = np.stack([log_softmax(m.logits(tokens, lengths)) for m in self.members])

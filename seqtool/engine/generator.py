@@ -74,9 +74,9 @@ class Generator:
         self.embedding_w = np.ascontiguousarray(first.w_ih_t[0, :e])  # [E, G]
         self.bottleneck = None
         if "bottleneck.weight" in weights:
-            self.bottleneck = Affine(take(weights, "bottleneck.weight", dtype),
+            self.bottleneck = Affine(take(weights, "bottleneck.weight", dtype, copy=False),
                                      take(weights, "bottleneck.bias", dtype))
-        self.output = Affine(take(weights, "output.weight", dtype), None)
+        self.output = Affine(take(weights, "output.weight", dtype, copy=False), None)
         # The output bias and the class bias, per class: one addition per step.
         bias = take(weights, "output.bias", dtype)
         if c.class_bias:

@@ -54,9 +54,9 @@ class LanguageModel:
         self.dtype = dtype = np.dtype(dtype)
         self.rnn = RNN(weights, "rnn.", c.rnn, c.layers, c.bidirectional, dtype,
                        take(weights, "embedding.weight", dtype))
-        self.bottleneck = Affine(take(weights, "bottleneck.weight", dtype),
+        self.bottleneck = Affine(take(weights, "bottleneck.weight", dtype, copy=False),
                                  take(weights, "bottleneck.bias", dtype))
-        self.output = Affine(take(weights, "output.weight", dtype),
+        self.output = Affine(take(weights, "output.weight", dtype, copy=False),
                              take(weights, "output.bias", dtype))
 
     def predicting_states(self, tokens: np.ndarray,

@@ -51,7 +51,7 @@ class Affine:
     is at every call."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray | None):
-        self.weight_t = np.ascontiguousarray(weight.T)  # [in, out]
+        self.weight_t = np.array(weight.T, order="C")  # [in, out], a copy
         self.bias = bias
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -80,10 +80,13 @@ def check_weights(weights: Mapping[str, np.ndarray], shapes: Shapes, what: str) 
                              f"needs {list(shape)}")
 
 
-def take(weights: Mapping[str, np.ndarray], name: str, dtype: np.dtype) -> np.ndarray:
-    """One weight as a contiguous array of `dtype` (a copy: later edits of the caller's arrays
-    do not reach the model)."""
-    return np.array(weights[name], dtype=dtype, order="C", copy=True)
+def take(weights: Mapping[str, np.ndarray], name: str, dtype: np.dtype,
+         copy: bool = True) -> np.ndarray:
+    """One weight as a contiguous array of `dtype`: a copy (later edits of the caller's arrays
+    do not reach the model), or without `copy` where the caller makes its own."""
+    if copy:
+        return np.array(weights[name], dtype=dtype, order="C", copy=True)
+    return np.asarray(weights[name], dtype=dtype, order="C")
 
 
 def rnn_shapes(prefix: str, kind: str, input_dim: int, hidden: int, layers: int,
