@@ -181,7 +181,8 @@ class TrainConfig:
     epochs: int = option(10, "Passes over the training data.", min=1)
     # padded tokens per global batch
     max_tokens: int = option(4096, "Padded tokens per batch (all processes together).", min=1)
-    lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True)
+    # Adam's step is about lr per weight; past float32's 3e38 torch fails with a traceback
+    lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True, max=10)
     warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", min=0)
     # constant | linear | plateau (halve the rate when dev stalls)
     schedule: str = option("plateau",
@@ -217,7 +218,7 @@ class TrainConfig:
     # rate of --init's or --embeddings' weights, relative to lr
     pretrained_lr_scale: float = option(
         1.0, "With --init or --embeddings: learning rate of the pretrained layers, relative to "
-        "--lr (1 chosen on dev over 0.5; 0 = frozen).", min=0)
+        "--lr (1 chosen on dev over 0.5; 0 = frozen).", min=0, max=100)
     # recorded here; the thaw epochs come with `pretrained`
     gradual_unfreezing: bool = option(
         False, "With --init or --embeddings: the new layers learn alone in the first epoch, "

@@ -63,7 +63,8 @@ GENERATE_EXTREMES = [("--temperature", "1e300"), ("--temperature", "1e-300"),
 TRAIN_EXTREMES = [("--ema", "2"), ("--ema", "1"), ("--ema", "-1"), ("--ensemble", "0"),
                   ("--max-tokens", "-5"), ("--patience", "-1"), ("--max-steps", "-1"),
                   ("--eval-every", "-1"), ("--max-minutes", "-1"), ("--seed", "-1"),
-                  ("--seed", str(2**70)), ("--lr", "0")]
+                  ("--seed", str(2**70)), ("--lr", "0"), ("--lr", "1e300"),
+                  ("--pretrained-lr-scale", "1e300")]
 
 
 @pytest.mark.parametrize("option,value", GENERATE_EXTREMES)
