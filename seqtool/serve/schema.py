@@ -8,10 +8,26 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from seqtool.config import MAX_INPUT_LENGTH, SamplingConfig, SearchConfig, ServerLimits
+from seqtool.config import (
+    MAX_INPUT_LENGTH,
+    RANGE_KEYS,
+    SamplingConfig,
+    SearchConfig,
+    ServerLimits,
+    describe_range,
+    range_problem,
+)
 
 SEED_RANGE = (-(2**63), 2**63 - 1)  # a torch.Generator seed
 TOO_LARGE = "too_large"  # the error type answered 413
@@ -26,25 +42,30 @@ class RequestError(Exception):
 
 
 def config_field(config: type, name: str, at_most: float | None = None) -> tuple[Any, Any]:
-    """(type, pydantic Field) of a config dataclass field: its default, its choices or range
-    from the metadata, strict (no "5" for 5, no true for 1), finite; `at_most` narrows the
+    """(type, pydantic Field) of a config dataclass field: its default, its choices, or its
+    range checked by `config.range_problem` (the command line's own rule: finite, inside the
+    declared range, `or_zero`); strict (no "5" for 5, no true for 1); `at_most` narrows the
     range's top (the server's limit)."""
     spec = {f.name: f for f in fields(config)}[name]
     meta, default = spec.metadata, spec.default
     if "choices" in meta:
         return Literal[tuple(meta["choices"])], Field(default, description=meta["help"])
-    bounds: dict[str, Any] = {}
-    if "min" in meta:
-        bounds["gt" if meta.get("min_open") else "ge"] = meta["min"]
-    if "max" in meta:
-        bounds["lt" if meta.get("max_open") else "le"] = meta["max"]
-    top = bounds.get("le", bounds.get("lt"))
-    if at_most is not None and (top is None or at_most < top):
-        bounds.pop("lt", None)
-        bounds["le"] = at_most
+    meta = dict(meta)
+    if at_most is not None and (meta.get("max") is None or at_most < meta["max"]):
+        meta.update(max=at_most, max_open=False)
+
+    def in_range(value: Any) -> Any:
+        problem = range_problem(meta, value)
+        if problem:
+            raise PydanticCustomError("range", problem)
+        return value
+
     kind = type(default)
     extra = {"allow_inf_nan": False} if kind is float else {}
-    return kind, Field(default, strict=True, description=meta["help"], **bounds, **extra)
+    described = f"{meta['help']} ({describe_range(meta)})" if any(
+        k in meta for k in RANGE_KEYS) else meta["help"]
+    return (Annotated[kind, AfterValidator(in_range)],
+            Field(default, strict=True, description=described, **extra))
 
 
 def valid_text(value: str, where: str) -> str:
