@@ -6,11 +6,12 @@ import sys
 
 import click
 
+from seqtool.cli.options import out_option
+
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the model file (default: CHECKPOINT with .seqtool).")
+@out_option("Where to write the model file (default: CHECKPOINT with .seqtool).")
 @click.option("--half/--no-half", default=None,
               help="Store the weights in float16 (default: as the checkpoint stores them).")
 def convert(checkpoint: str, out: str | None, half: bool | None) -> None:

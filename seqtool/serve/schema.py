@@ -61,11 +61,17 @@ def config_field(config: type, name: str, at_most: float | None = None) -> tuple
         return value
 
     kind = type(default)
-    extra = {"allow_inf_nan": False} if kind is float else {}
+    extra: dict[str, Any] = {"allow_inf_nan": False} if kind is float else {}
     described = f"{meta['help']} ({describe_range(meta)})" if any(
         k in meta for k in RANGE_KEYS) else meta["help"]
+    bounds = {}  # for the OpenAPI description; the check is `in_range`
+    if "min" in meta and not meta.get("or_zero"):
+        bounds["exclusiveMinimum" if meta.get("min_open") else "minimum"] = meta["min"]
+    if "max" in meta:
+        bounds["exclusiveMaximum" if meta.get("max_open") else "maximum"] = meta["max"]
     return (Annotated[kind, AfterValidator(in_range)],
-            Field(default, strict=True, description=described, **extra))
+            Field(default, strict=True, description=described, json_schema_extra=bounds,
+                  **extra))
 
 
 def valid_text(value: str, where: str) -> str:
