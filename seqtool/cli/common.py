@@ -18,7 +18,8 @@ class PipeClosed(Exception):
 
 class SeqtoolGroup(click.Group):
     """Turns a SeqtoolError anywhere below into a one-line message and exit code 1 (or the
-    error's own `exit_code`, e.g. 130 for training stopped by Ctrl-C)."""
+    error's own `exit_code`, e.g. 130 for training stopped by Ctrl-C), and a command that
+    needs PyTorch where it is not installed into one line saying what to install."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,6 +30,16 @@ class SeqtoolGroup(click.Group):
             raise error from None
         except BrokenPipeError:
             raise PipeClosed() from None
+        except ModuleNotFoundError as e:
+            if (e.name or "").partition(".")[0] != "torch":
+                raise
+            raise needs_torch(ctx) from None
+
+
+def needs_torch(ctx: click.Context) -> click.ClickException:
+    """torch is an extra (`seqtool[torch]`): the command that wanted it, and how to get it."""
+    command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+    return click.ClickException(f"{command} needs PyTorch: pip install 'seqtool[torch]'")
 
 
 class LazyGroup(SeqtoolGroup):
