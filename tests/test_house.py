@@ -17,7 +17,7 @@ BENCHMARKS = ROOT / "benchmarks"  # scripts that import each other by bare name 
 # inference stand side by side: neither may import the other.
 FLOORS = [
     ("seqtool.errors", "seqtool.shipped", "seqtool.words", "seqtool.config", "seqtool.results",
-     "seqtool.checkpoint", "seqtool.metrics", "seqtool.version"),
+     "seqtool.checkpoint", "seqtool.metrics", "seqtool.version", "seqtool.threads"),
     ("seqtool.text",),
     ("seqtool.nn", "seqtool.device"),
     ("seqtool.decoding",),

@@ -62,6 +62,8 @@ class LazyGroup(SeqtoolGroup):
             command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{self.lazy[name][0]} is not a click command")
+            if name not in LIGHT_COMMANDS:
+                with_threads(command)
             self.add_command(command, name)
         return super().get_command(ctx, name)
 
@@ -80,6 +82,21 @@ class LazyGroup(SeqtoolGroup):
             limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
                 formatter.write_dl([(name, short(limit)) for name, short in rows])
+
+
+# Commands that compute nothing worth threads; every other command takes --threads.
+LIGHT_COMMANDS = ("info", "tokenize", "tokenizer")
+
+
+def with_threads(command: click.Command) -> None:
+    """--threads on a command, and on each command of a group (`train classify`), once."""
+    from seqtool.cli.options import threads_option
+
+    for sub in getattr(command, "commands", {}).values():
+        with_threads(sub)
+    if not isinstance(command, click.Group) and "threads" not in \
+            {p.name for p in command.params}:
+        threads_option(command)
 
 
 def emit(lines: list[str]) -> None:
