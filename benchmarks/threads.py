@@ -90,7 +90,7 @@ def measure(sentences: int, rounds: int) -> tuple[dict, str]:
     lines = SOURCE.read_bytes().splitlines(keepends=True)[:sentences]
     source = b"".join(lines)
     variants = translate_variants(cores)
-    conditions = {"idle": 0, "2 busy processes": 2}
+    conditions = {"as found": 0, "+2 busy": 2}
     seconds: dict = {(v, c): [] for v in variants for c in conditions}
     digests: dict = {}
     blas: dict = {(t, c): [] for t in (1, cores) for c in conditions}
@@ -103,28 +103,28 @@ def measure(sentences: int, rounds: int) -> tuple[dict, str]:
                     took, digest = run_translate(options, env, source)
                 seconds[(name, condition)].append(took)
                 digests[(name, condition)] = digest
-                print(f"round {round_ + 1} {condition:17} {name:42} {took:7.2f} s",
+                print(f"round {round_ + 1} {condition:9} {name:42} {took:7.2f} s",
                       file=sys.stderr, flush=True)
             for threads in (1, cores):
                 with busy(processes):
                     blas[(threads, condition)].append(run_numpy(threads))
-                print(f"round {round_ + 1} {condition:17} numpy, {threads} BLAS threads "
+                print(f"round {round_ + 1} {condition:9} numpy, {threads} BLAS threads "
                       f"{blas[(threads, condition)][-1]:7.2f} s", file=sys.stderr, flush=True)
-    reference = digests[("1 thread", "idle")]
+    reference = digests[("1 thread", "as found")]
     out: dict = {"sentences": len(lines), "rounds": rounds, "cores": cores,
                  "load_average_before_runs": loads, "translate": {}, "numpy_blas": {}}
     rows = []
     for name in variants:
-        idle = statistics.median(seconds[(name, "idle")])
-        loaded = statistics.median(seconds[(name, "2 busy processes")])
+        idle = statistics.median(seconds[(name, "as found")])
+        loaded = statistics.median(seconds[(name, "+2 busy")])
         same = all(digests[(name, c)] == reference for c in conditions)
         out["translate"][name] = {"seconds": {c: seconds[(name, c)] for c in conditions},
                                   "busy_over_idle": loaded / idle, "same_output": same}
         rows.append([name, idle, loaded, loaded / idle, "yes" if same else "NO"])
     blas_rows = []
     for threads in (1, cores):
-        idle = statistics.median(blas[(threads, "idle")])
-        loaded = statistics.median(blas[(threads, "2 busy processes")])
+        idle = statistics.median(blas[(threads, "as found")])
+        loaded = statistics.median(blas[(threads, "+2 busy")])
         out["numpy_blas"][f"{threads} threads"] = {
             "seconds": {c: blas[(threads, c)] for c in conditions}, "busy_over_idle":
             loaded / idle}
@@ -132,13 +132,14 @@ def measure(sentences: int, rounds: int) -> tuple[dict, str]:
     markdown = (
         f"`seqtool translate --beam 5`, first {len(lines)} sentences of bible-fr-en test.fr, "
         f"a fresh process per run (Python, import torch, the model, decoding), median of "
-        f"{rounds} interleaved rounds; busy = two `python -c '{BUSY}'` beside it on "
-        f"{cores} cores. The machine is shared: 1-minute load average before the runs "
-        f"{min(loads):.2f} to {max(loads):.2f}.\n\n"
-        + table(["threads", "idle (s)", "busy (s)", "busy / idle", "same translations"], rows)
+        f"{rounds} interleaved rounds, on {cores} cores as found (a machine shared with other "
+        f"jobs: 1-minute load average before the runs {min(loads):.2f} to {max(loads):.2f}) "
+        f"and with two more busy processes (`python -c '{BUSY}'`) beside it.\n\n"
+        + table(["threads", "as found (s)", "+2 busy (s)", "busy / as found",
+                 "same translations"], rows)
         + f"\n\nnumpy (OpenBLAS): {PRODUCTS} products [320, 256] x [256, 768] in float32 "
         "(one beam-5 decoding step's size), fresh process, median of the rounds:\n\n"
-        + table(["BLAS threads", "idle (s)", "busy (s)", "busy / idle"], blas_rows))
+        + table(["BLAS threads", "as found (s)", "+2 busy (s)", "busy / as found"], blas_rows))
     return out, markdown
 
 

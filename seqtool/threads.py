@@ -61,9 +61,10 @@ def use_threads(threads: int = 0) -> int:
     count = threads if threads > 0 else auto_threads()
     for name in THREAD_VARIABLES:
         os.environ[name] = str(count)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(count)
-    if "numpy" in sys.modules:
+    torch = sys.modules.get("torch")  # None where torch is blocked (not installed)
+    if torch is not None:
+        torch.set_num_threads(count)
+    if sys.modules.get("numpy") is not None:
         try:
             from threadpoolctl import threadpool_limits
         except ModuleNotFoundError:

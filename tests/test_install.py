@@ -143,9 +143,9 @@ def test_help_needs_no_torch():
 # ----------------------------------------------------------------------------- installed
 
 
-def site_packages(python: Path) -> Path:
+def site_packages(python: Path, kind: str = "purelib") -> Path:
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
-                          "'purelib'))"], capture_output=True, text=True, check=True)
+                          f"{kind!r}))"], capture_output=True, text=True, check=True)
     return Path(out.stdout.strip())
 
 
@@ -160,9 +160,12 @@ def install(wheel: Path, venv: Path, with_torch: bool) -> Path:
     deps = venv / "deps"
     deps.mkdir()
     hidden = THIS_CHECKOUT if with_torch else THIS_CHECKOUT + TORCH
-    for entry in site_packages(Path(sys.executable)).iterdir():
-        if not entry.name.startswith(hidden) and entry.suffix != ".pth":
-            (deps / entry.name).symlink_to(entry)
+    here = Path(sys.executable)
+    for folder in {site_packages(here), site_packages(here, "platlib")}:
+        for entry in folder.iterdir():
+            link = deps / entry.name
+            if not (entry.name.startswith(hidden) or entry.suffix == ".pth" or link.exists()):
+                link.symlink_to(entry)
     (site_packages(python) / "deps.pth").write_text(f"{deps}\n")
     return venv
 
