@@ -1,11 +1,11 @@
 """A fair share of a busy machine (issue 32): `seqtool translate --beam 5` on the first 200
-test sentences of bible-fr-en, a fresh process each run, idle and beside two busy processes
-(`python -c 'while True: pass'`, started before and stopped after each run), with 1 thread,
-as many threads as cores (PyTorch's own default before --threads), that with OpenMP's
-passive wait policy, and seqtool's default (no --threads, no OMP_* set). Also numpy's BLAS
-(OpenBLAS) on a decode-sized matrix product loop, 1 thread against every core, idle and busy,
-for the numpy backend. All variants interleaved round by round; every translate run must write
-the same translations.
+test sentences of bible-fr-en, a fresh process each run, on the machine as found and beside two
+more busy processes (`python -c 'while True: pass'`, started before and stopped after each
+run), with 1 thread, as many threads as cores (PyTorch's own default before --threads), that
+with OpenMP's passive wait policy, and seqtool's default (no --threads, no OMP_* set). Also
+numpy's BLAS (OpenBLAS) on a decode-sized matrix product loop, 1 thread against every core,
+for the numpy backend. All variants interleaved round by round; every translate run must
+write the same translations.
 
     python benchmarks/threads.py [--sentences 200] [--rounds 2]
 
