@@ -25,12 +25,16 @@ def available_cores() -> int:
 
 def runnable_tasks() -> int:
     """Tasks running or ready to run on the machine now, this process among them: the
-    fourth field of /proc/loadavg (else the 1-minute load average, plus this process)."""
+    fourth field of /proc/loadavg (else the 1-minute load average, plus this process; else
+    this process alone)."""
     try:
         with open("/proc/loadavg") as f:
             return int(f.read().split()[3].split("/")[0])
     except (OSError, IndexError, ValueError):
-        return round(os.getloadavg()[0]) + 1
+        try:
+            return round(os.getloadavg()[0]) + 1
+        except (AttributeError, OSError):  # Windows
+            return 1
 
 
 def auto_threads(samples: int = 3) -> int:
