@@ -40,10 +40,11 @@ def runnable_tasks() -> int:
 def auto_threads(samples: int = 3) -> int:
     """The default: OMP_NUM_THREADS when the user set it; else the available cores that no
     other task is busy on (at least one). Spinning OpenMP and OpenBLAS threads that share a
-    core with another busy process wait for each other at every matrix product: beside two
-    busy processes on 2 cores, a translation took 2.5 times as long on two threads as on
-    one (benchmarks/results/threads.md). The fewest runnable tasks of a few samples, 5 ms
-    apart, so that a task that only passes by does not count."""
+    core with another busy process wait for each other at every matrix product: on a shared
+    2-core machine with two more busy processes, `translate --beam 5` took 216 s on two
+    threads, 61 s on one, 46 s with this default (benchmarks/results/threads.md). On an
+    idle machine it is every core, as PyTorch's own default. The fewest runnable tasks of a
+    few samples, 5 ms apart, so that a task that only passes by does not count."""
     given = os.environ.get("OMP_NUM_THREADS", "")
     if given.isdigit() and int(given) > 0:
         return int(given)
