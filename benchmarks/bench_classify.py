@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,15 @@ import time
 from pathlib import Path
 
 from common import RESULTS, ROOT, record, table
+from snippets import (
+    DATA,
+    accuracy,
+    fasttext_normalize,
+    fasttext_predict,
+    fasttext_train,
+    read_split,
+)
 
-DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 SHIPPED = ROOT / "checkpoints" / "sentiment-gru.seqtool"
 
 
@@ -76,16 +82,6 @@ OLD_SHIPPED_COMMAND = ("seqtool train classify --train corpora/sentiment/movie-s
                        " --seed S")
 
 
-def read_split(split: str) -> list[tuple[str, str]]:
-    """(label, text) pairs of one split of movie-snippets."""
-    with open(DATA / f"{split}.tsv", encoding="utf-8") as f:
-        return [tuple(line.rstrip("\n").split("\t", 1)) for line in f]
-
-
-def accuracy(predicted: list[str], pairs: list[tuple[str, str]]) -> float:
-    return sum(p == label for p, (label, _) in zip(predicted, pairs)) / len(pairs)
-
-
 def evaluate_shipped(split: str) -> float:
     """Accuracy of the shipped checkpoint on one split."""
     report = subprocess.run(
@@ -95,35 +91,10 @@ def evaluate_shipped(split: str) -> float:
     return json.loads(report)["accuracy"]
 
 
-def fasttext_normalize(text: str) -> str:
-    r"""fastText's tutorial preprocessing: punctuation split off, lower-cased
-    (sed -e "s/\([.\!?,'/()]\)/ \1 /g" | tr "[:upper:]" "[:lower:]")."""
-    return re.sub(r"([.!?,'/()])", r" \1 ", text).lower()
-
-
 # A small grid, searched on dev only; fastText's defaults for supervised training are
 # epoch 5, lr 0.1, wordNgrams 1, dim 100; its tutorial raises epoch, lr and wordNgrams.
 FASTTEXT_GRID = {"epoch": [5, 10, 25, 50], "lr": [0.1, 0.5, 1.0], "wordNgrams": [1, 2],
                  "dim": [50, 100]}
-
-
-def fasttext_train(settings: dict, seed: int, workdir: Path) -> tuple[object, float]:
-    """fastText on a shuffled, preprocessed copy of train.tsv (it does not shuffle itself)."""
-    import fasttext
-
-    lines = [f"__label__{label} {fasttext_normalize(text)}\n"
-             for label, text in read_split("train")]
-    random.Random(seed).shuffle(lines)
-    path = workdir / f"train-{seed}.ft"
-    path.write_text("".join(lines), encoding="utf-8")
-    start = time.perf_counter()
-    model = fasttext.train_supervised(str(path), seed=seed, thread=1, verbose=0, **settings)
-    return model, time.perf_counter() - start
-
-
-def fasttext_predict(model, pairs: list[tuple[str, str]]) -> list[str]:
-    labels, _ = model.predict([fasttext_normalize(text) for _, text in pairs], k=1)
-    return [ls[0].removeprefix("__label__") for ls in labels]
 
 
 def training_words_vectors(vectors: Path, workdir: Path) -> tuple[Path, int]:

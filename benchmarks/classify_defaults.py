@@ -51,7 +51,7 @@ def seqtool_speed(model: Path, texts: list[str], repeats: int) -> float:
 
 
 def fasttext_model(settings: dict, workdir: Path):
-    from bench_classify import fasttext_train
+    from snippets import fasttext_train
 
     model, seconds = fasttext_train(settings, 1, workdir)
     path = workdir / "fasttext.bin"
@@ -60,7 +60,7 @@ def fasttext_model(settings: dict, workdir: Path):
 
 
 def fasttext_speed(model, texts: list[str], repeats: int) -> float:
-    from bench_classify import fasttext_normalize
+    from snippets import fasttext_normalize
 
     best = float("inf")
     for _ in range(repeats):
@@ -79,7 +79,7 @@ def timed(args: list[str]) -> float:
 
 def compare_defaults(data: Path, fasttext_settings: dict, single: Path | None,
                      ensemble: Path | None, repeats: int = 5) -> tuple[dict, str]:
-    from bench_classify import accuracy, fasttext_predict, read_split
+    from snippets import accuracy, fasttext_predict, read_split
 
     import seqtool
 

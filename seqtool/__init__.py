@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from seqtool.version import __version__ as __version__  # re-exported
+
 __all__ = ["load", "train", "evaluate", "distill", "models", "convert", "LoadedModel",
            "ClassifyResult", "GenerateResult", "TranslateResult", "Candidate", "AttentionMap",
            "SeqtoolError"]

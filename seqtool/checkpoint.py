@@ -259,7 +259,7 @@ def versions() -> dict[str, str]:
     import sentencepiece
     import torch
 
-    from seqtool import __version__
+    from seqtool.version import __version__
 
     return {
         "seqtool": __version__,

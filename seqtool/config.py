@@ -374,3 +374,13 @@ class DistillConfig:
     augment: int = option(
         0, "Add N changed copies of each labelled text to the transfer set, labelled by the "
         "teacher alone (words dropped, swapped, n-grams; Tang et al. 2019).", min=0)
+
+
+@dataclass
+class ComputeConfig:
+    """How a command shares the machine (`seqtool.threads`)."""
+
+    threads: int = option(
+        0, "Threads for the matrix products (PyTorch's, and the BLAS numpy uses); 0 = auto: "
+        "OMP_NUM_THREADS when set, else the available cores that no other task keeps busy "
+        "(at least one).", min=0)

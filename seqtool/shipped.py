@@ -64,10 +64,21 @@ ALL_TASKS = tuple(SHIPPED_MODELS)
 SUFFIXES = (".pt", ".seqtool")  # a shipped file named with or without its suffix
 
 
+# An installed package (a wheel, `pip install .`) carries the default models here, inside the
+# package (setup.py copies them from checkpoints/ at build time); the repository holds no copy.
+BUNDLED_FOLDER = "models"
+
+
 def checkpoints_folder() -> Path:
-    """$SEQTOOL_CHECKPOINTS, or the repository's checkpoints/."""
+    """$SEQTOOL_CHECKPOINTS; else the repository's checkpoints/ (a clone, an editable install);
+    else the default models bundled with the installed package."""
     folder = os.environ.get("SEQTOOL_CHECKPOINTS")
-    return Path(folder) if folder else Path(__file__).resolve().parent.parent / "checkpoints"
+    if folder:
+        return Path(folder)
+    package = Path(__file__).resolve().parent
+    repository = package.parent / "checkpoints"
+    bundled = package / BUNDLED_FOLDER
+    return repository if repository.is_dir() or not bundled.is_dir() else bundled
 
 
 def _stem(name: str) -> str:

@@ -22,9 +22,9 @@ import sys
 
 import click
 
-from seqtool import __version__
 from seqtool.cli.common import LazyGroup, PipeClosed, SeqtoolGroup
 from seqtool.errors import reset_warnings
+from seqtool.version import __version__
 
 __all__ = ["cli", "main", "SeqtoolGroup", "LazyGroup"]
 

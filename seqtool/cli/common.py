@@ -18,7 +18,8 @@ class PipeClosed(Exception):
 
 class SeqtoolGroup(click.Group):
     """Turns a SeqtoolError anywhere below into a one-line message and exit code 1 (or the
-    error's own `exit_code`, e.g. 130 for training stopped by Ctrl-C)."""
+    error's own `exit_code`, e.g. 130 for training stopped by Ctrl-C), and a command that
+    needs PyTorch where it is not installed into one line saying what to install."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,6 +30,16 @@ class SeqtoolGroup(click.Group):
             raise error from None
         except BrokenPipeError:
             raise PipeClosed() from None
+        except ModuleNotFoundError as e:
+            if (e.name or "").partition(".")[0] != "torch":
+                raise
+            raise needs_torch(ctx) from None
+
+
+def needs_torch(ctx: click.Context) -> click.ClickException:
+    """torch is an extra (`seqtool[torch]`): the command that wanted it, and how to get it."""
+    command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+    return click.ClickException(f"{command} needs PyTorch: pip install 'seqtool[torch]'")
 
 
 class LazyGroup(SeqtoolGroup):
@@ -51,6 +62,8 @@ class LazyGroup(SeqtoolGroup):
             command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{self.lazy[name][0]} is not a click command")
+            if name not in LIGHT_COMMANDS:
+                with_threads(command)
             self.add_command(command, name)
         return super().get_command(ctx, name)
 
@@ -69,6 +82,21 @@ class LazyGroup(SeqtoolGroup):
             limit = formatter.width - 6 - max(len(name) for name, _ in rows)
             with formatter.section("Commands"):
                 formatter.write_dl([(name, short(limit)) for name, short in rows])
+
+
+# Commands that compute nothing worth threads; every other command takes --threads.
+LIGHT_COMMANDS = ("info", "tokenize", "tokenizer")
+
+
+def with_threads(command: click.Command) -> None:
+    """--threads on a command, and on each command of a group (`train classify`), once."""
+    from seqtool.cli.options import threads_option
+
+    for sub in getattr(command, "commands", {}).values():
+        with_threads(sub)
+    if not isinstance(command, click.Group) and "threads" not in \
+            {p.name for p in command.params}:
+        threads_option(command)
 
 
 def emit(lines: list[str]) -> None:

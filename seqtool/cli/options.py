@@ -21,6 +21,7 @@ import click
 from seqtool.config import (
     MAX_INPUT_LENGTH,
     MAX_TRAIN_LENGTH,
+    ComputeConfig,
     InferenceConfig,
     InputConfig,
     SamplingConfig,
@@ -419,3 +420,18 @@ def tokenizer_type_option(*names: str):
 
 def lowercase_option(help: str):
     return field_option(TokenizerConfig, "lowercase", help=help)
+
+
+# the machine's share, on every command that computes (`common.LazyGroup` adds it)
+def apply_threads(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    """Set before the command runs, so before it imports torch or numpy."""
+    from seqtool.threads import use_threads
+
+    return use_threads(value)
+
+
+def threads_option(f):
+    from seqtool.threads import THREADS_ENV
+
+    return field_option(ComputeConfig, "threads", envvar=THREADS_ENV, show_envvar=True,
+                        callback=apply_threads, expose_value=False)(f)

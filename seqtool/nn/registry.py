@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from seqtool import config as configs
+import seqtool.config as configs
 
 TASKS = ("pretrain", "classify", "generate", "translate")
 
