@@ -7,7 +7,8 @@ An editable install reads the repository's checkpoints/ and copies nothing."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -18,12 +19,13 @@ ROOT = Path(__file__).resolve().parent
 
 
 def shipped():
-    """seqtool/shipped.py, read without importing the package (it needs only the stdlib)."""
-    spec = importlib.util.spec_from_file_location("seqtool_shipped", ROOT / "seqtool" /
-                                                  "shipped.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """seqtool.shipped of this source tree (light: the package top and it need only the
+    standard library, so nothing needs to be installed to read it)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        return importlib.import_module("seqtool.shipped")
+    finally:
+        sys.path.remove(str(ROOT))
 
 
 def default_models() -> list[Path]:

@@ -97,9 +97,14 @@ def shipped_module(package: Path):
     """seqtool/shipped.py loaded from a copy at `package`, as an installed one would be."""
     package.mkdir(parents=True)
     shutil.copy2(ROOT / "seqtool" / "shipped.py", package / "shipped.py")
-    spec = importlib.util.spec_from_file_location("shipped_copy", package / "shipped.py")
+    name = f"shipped_copy_{abs(hash(package))}"
+    spec = importlib.util.spec_from_file_location(name, package / "shipped.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module  # its dataclasses look their module up while it runs
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
     return module
 
 

@@ -101,9 +101,9 @@ def load(path: str | Path | None, task: str, device: str = "cpu",
         raise SeqtoolError(f"this is a {ckpt.task} model, not a {task} model", str(path))
     try:
         if chosen == "numpy":
-            from seqtool import engine
+            from seqtool.engine import build as build_numpy
 
-            model = engine.build(task, ckpt.model_config, ckpt.numpy_weights())
+            model = build_numpy(task, ckpt.model_config, ckpt.numpy_weights())
         else:
             model = _build_loaded(task, ckpt.model_config, ckpt.torch_weights())
     except SeqtoolError:
