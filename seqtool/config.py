@@ -145,7 +145,11 @@ class TrainConfig:
     # padded tokens per global batch
     max_tokens: int = option(4096, "Padded tokens per batch (all processes together).")
     lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True)
-    warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", min=0)
+    # a share of the planned steps, so that a short run (a few hundred examples) warms up too
+    warmup: float = option(0.1, "Linear learning-rate warm-up over this share of the planned "
+                           "steps (epochs x batches, or --max-steps).", min=0, max=1)
+    warmup_steps: int | None = option(None, "Steps of linear learning-rate warm-up, in place "
+                                      "of --warmup's share.", min=0, show_default=False)
     # constant | linear | plateau (halve the rate when dev stalls)
     schedule: str = option("plateau",
                            "After warm-up: halve on a dev plateau, decay linearly, or keep.",
@@ -153,7 +157,8 @@ class TrainConfig:
     clip_norm: float = option(1.0, "Clip the gradient norm (0 = off).", min=0)
     eval_every: int = option(0, "Evaluate on dev every N steps (0 = every epoch).")  # steps
     # evaluations without improvement before stopping
-    patience: int = option(5, "Stop after N evaluations without improvement.")
+    patience: int = option(5, "Stop after N evaluations without improvement (those before "
+                           "the warm-up ends do not count).")
     seed: int = option(0, "Random seed: same seed, same data, same model.")
     device: str = option("auto", "Where to train (auto = cuda when available).",
                          choices=("auto", "cpu", "cuda"))

@@ -67,6 +67,7 @@ training_options = stack(
     train_option("precision"),
     train_option("max_tokens"),
     train_option("lr"),
+    train_option("warmup"),
     train_option("warmup_steps"),
     train_option("schedule"),
     train_option("clip_norm"),

@@ -1,6 +1,7 @@
 """The learning-rate schedules and the moving average of the weights, from torch's own parts.
 
-Schedules (`--schedule`, with `--warmup-steps W`); step s (from 0) runs at lr x factor(s):
+Schedules (`--schedule`, with W warm-up steps: `--warmup-steps W`, or else `--warmup` times the
+planned steps, rounded); step s (from 0) runs at lr x factor(s):
 
     warm(s)  = min(1, (s + 1) / W)                 (1 when W is 0)
     constant : warm(s)
@@ -31,6 +32,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 SCHEDULES = ("constant", "linear", "plateau")
 LINEAR_FLOOR = 0.05  # the linear schedule never goes below this fraction of the rate
+
+
+def warmup_steps(share: float, steps: int | None, planned_steps: int) -> int:
+    """The warm-up's steps: `steps` when given (--warmup-steps), else `share` (--warmup) of the
+    steps the run plans, so that a run of forty steps warms up over four, not a hundred."""
+    if steps is not None:
+        return steps
+    return round(share * planned_steps)
 
 
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
