@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ROOT, TOY
+from conftest import ROOT, TINY_CLASSIFY, TOY, run_cli
 from torch import nn
 
 import seqtool
@@ -16,6 +16,7 @@ from seqtool.config import TrainConfig
 from seqtool.errors import reset_warnings
 from seqtool.training.loop import Task, Trainer
 from seqtool.training.pretrained import DEFAULT_INIT, default_init, is_english
+from seqtool.training.resume import last_path
 from seqtool.training.run import choose_init, near_chance, options_for, warn_weak_run
 from seqtool.training.schedule import warmup_steps
 
@@ -164,3 +165,25 @@ def test_the_default_start_only_for_english_classifiers(tmp_path, monkeypatch):
     assert default_init("classify", ENGLISH, opts_with(hidden_dim=192), {"hidden_dim"}) == LM
     monkeypatch.setenv("SEQTOOL_CHECKPOINTS", str(tmp_path))  # no shipped model there
     assert default_init("classify", ENGLISH, opts_with(), set()) is None
+
+
+def test_a_run_saved_before_the_warmup_share_resumes_as_it_ran(tmp_path):
+    # A run of an older seqtool: its fingerprint has --warmup-steps (100 by default then) and
+    # no --warmup. Resumed with the same options (none about the warm-up), it goes on over
+    # its 100 warm-up steps, not refused for options that differ.
+    out, data = tmp_path / "m.pt", TOY / "sentiment.tsv"
+    at = TINY_CLASSIFY.index("--warmup-steps")
+    tiny = TINY_CLASSIFY[:at] + TINY_CLASSIFY[at + 2:]
+    run_cli("train", "classify", "--train", data, "--dev", data, "--out", out, *tiny,
+            "--warmup-steps", "100", "--max-steps", "2")
+    last = last_path(out)
+    old = Checkpoint.load(last)
+    del old.meta["run"]["options"]["warmup"]
+    old.save(last)
+    run_cli("train", "classify", "--train", data, "--dev", data, "--out", out, *tiny,
+            "--resume", "--max-steps", "4")
+    resumed = Checkpoint.load(last)
+    assert resumed.meta["steps"] == 4
+    assert resumed.meta["run"]["options"]["warmup_steps"] == 100
+    # the rate of the next step, the fifth: 5/100 of --lr
+    assert resumed.meta["history"][-1]["lr"] == pytest.approx(0.01 * 5 / 100)

@@ -79,7 +79,8 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
     `make_setup(options, model_options)` builds the recipe when it is not the task's own
     (distillation: a classifier learning a teacher)."""
     opts = dict(options)
-    choose_init(task, opts, given, default=make_setup is None)
+    older_run = bool(opts.get("resume")) and _resume_as_saved(opts)
+    choose_init(task, opts, given, default=make_setup is None and not older_run)
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
@@ -167,6 +168,25 @@ def choose_init(task: str, opts: dict[str, Any], given: Collection[str],
             print(f"starting from the shipped English language model {path.name} (its "
                   f"tokenizer and sizes; --init none starts from scratch)", file=sys.stderr,
                   flush=True)
+
+
+def _resume_as_saved(opts: dict[str, Any]) -> bool:
+    """A run saved before the warm-up share and the default start (a fingerprint without
+    `warmup`) resumes as it ran: over its --warmup-steps, from its own start. True when the
+    saved run started without --init."""
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.training.resume import last_path
+
+    path = last_path(Path(opts["out"]))
+    if not path.is_file():
+        return False  # resuming refuses in one line later
+    saved = Checkpoint.load(path).meta.get("run") or {}
+    if "warmup" not in saved.get("options", {"warmup": None}):
+        if opts.get("warmup_steps") is None and "warmup_steps" in saved["options"]:
+            opts["warmup_steps"] = saved["options"]["warmup_steps"]
+            del opts["warmup"]
+        return saved.get("data", {}).get("init") is None
+    return False
 
 
 def _sizes_from_init(task: str, opts: dict[str, Any], model_opts: dict[str, Any],
