@@ -147,7 +147,8 @@ class TrainConfig:
     lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True)
     # a share of the planned steps, so that a short run (a few hundred examples) warms up too
     warmup: float = option(0.1, "Linear learning-rate warm-up over this share of the planned "
-                           "steps (epochs x batches, or --max-steps).", min=0, max=1)
+                           "steps (epochs x batches, or --max-steps), at most 100 steps.", min=0,
+                           max=1)
     warmup_steps: int | None = option(None, "Steps of linear learning-rate warm-up, in place "
                                       "of --warmup's share.", min=0, show_default=False)
     # constant | linear | plateau (halve the rate when dev stalls)

@@ -49,7 +49,7 @@ def flat_trainer(tmp_path, **config) -> Trainer:
 
 
 def test_warmup_is_a_share_of_the_planned_steps_unless_steps_are_given(tmp_path):
-    assert [warmup_steps(0.1, None, n) for n in (40, 3, 0)] == [4, 0, 0]
+    assert [warmup_steps(0.1, None, n) for n in (40, 3, 0, 5000)] == [4, 0, 0, 100]
     assert warmup_steps(0.1, 100, 40) == 100 and warmup_steps(0.5, 0, 40) == 0
     trainer = flat_trainer(tmp_path, epochs=5, warmup=0.25)  # 16 batches an epoch
     assert trainer.total_steps == 80 and trainer.warmup_steps == 20
