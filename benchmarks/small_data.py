@@ -235,31 +235,51 @@ def select(variants: list[tuple[str, str]], workdir: Path) -> None:
 FINAL = (("seqtool defaults", ""), ("previous defaults", "--init none --warmup-steps 100"))
 
 
-def final(workdir: Path) -> None:
+def final(workdir: Path, only: list[str] | None = None) -> None:
+    """Each FINAL row and fastText on every set, test read once. Each run is kept in
+    WORKDIR/final.jsonl (seqtool's by options and default start), so that the rows can be run
+    apart (`only`: these rows, no table) and a stopped run goes on."""
     from importlib.metadata import version as package_version
 
     version = package_version("fasttext-numpy2")
+    start = subprocess.run(  # this tree's default start, not an installed seqtool's
+        [sys.executable, "-c", "from seqtool.training.pretrained import DEFAULT_INIT; "
+         "print(DEFAULT_INIT['classify'])"], cwd=ROOT, check=True, capture_output=True,
+        text=True).stdout.strip()
     rows, runs = [], []
     folders = {s.name: s.write(workdir / "sets") for s in SETS}
+    kept = workdir / "final.jsonl"
+    done = {}
+    if kept.exists():
+        for line in kept.read_text().splitlines():
+            run = json.loads(line)
+            done[run["set"], run["key"]] = run
     means: dict[str, list[float]] = {}
     for small in SETS:
         data = folders[small.name]
         row = [small.name, majority(data, "test")]
-        for name, options in FINAL:
-            model = workdir / f"{small.name}.pt"
-            run = train_seqtool(data, options, model)
-            run["test"] = test_accuracy(model, data)
-            print(f"{name} {small.name}: dev {run['dev']} test {run['test']} steps "
-                  f"{run['steps']} {run['seconds']}s {run['warnings']}", flush=True)
-            runs.append({"variant": name, "set": small.name, **run})
+        for name, options in [*FINAL, ("fastText", None)]:
+            if only and name not in only:
+                continue
+            key = "fastText" if options is None else f"{options} | {start}"
+            run = done.get((small.name, key))
+            if run is None:
+                if options is None:
+                    run = fasttext_peer(data, workdir, read_test=True)
+                else:
+                    model = workdir / f"{small.name}.pt"
+                    run = train_seqtool(data, options, model)
+                    run["test"] = test_accuracy(model, data)
+                run = {"set": small.name, "key": key, "variant": name, **run}
+                with kept.open("a") as f:
+                    f.write(json.dumps(run) + "\n")
+            print(f"{name} {small.name}: {run}", flush=True)
+            runs.append(run)
             row.append(f"{run['test']:.3f} ({run['dev']:.3f})")
             means.setdefault(name, []).append(run["test"])
-        peer = fasttext_peer(data, workdir, read_test=True)
-        print(f"fastText {small.name}: {peer}", flush=True)
-        runs.append({"variant": "fastText", "set": small.name, **peer})
-        row.append(f"{peer['test']:.3f} ({peer['dev']:.3f})")
-        means.setdefault("fastText", []).append(peer["test"])
         rows.append(row)
+    if only:
+        return
     rows.append(["mean", statistics.mean(r[1] for r in rows),
                  *[f"{statistics.mean(v):.3f}" for v in means.values()]])
     headers = ["set", "majority class", *[name for name, _ in FINAL], "fastText"]
@@ -287,7 +307,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--select", nargs="+", metavar="NAME=OPTIONS",
                         help="compare these seqtool options on dev")
-    parser.add_argument("--workdir", type=Path, help="keep the sets and models here")
+    parser.add_argument("--workdir", type=Path, help="keep the sets, models and runs here")
+    parser.add_argument("--only", nargs="+", metavar="ROW",
+                        help="run only these rows of the final table (no table)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -295,7 +317,7 @@ def main() -> None:
             select([tuple(v.split("=", 1)) if "=" in v else (v, "") for v in args.select],
                    workdir)
         else:
-            final(workdir)
+            final(workdir, args.only)
 
 
 if __name__ == "__main__":

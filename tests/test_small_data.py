@@ -148,7 +148,7 @@ def test_init_none_starts_from_scratch_and_a_given_init_stays():
 
 @pytest.mark.parametrize("given", [
     {"vocab_size": 60}, {"lowercase": True}, {"tokenizer_path": "sp.model"},
-    {"hidden_dim": 16}, {"embed_dim": 100}, {"bidirectional": False},
+    {"hidden_dim": 16}, {"embed_dim": 64}, {"bidirectional": False},
     {"embeddings": "glove.vec"}])
 def test_the_default_start_gives_way_to_a_tokenizer_or_sizes_of_the_runs_own(given):
     assert default_init("classify", ENGLISH, opts_with(), set()) == LM

@@ -93,7 +93,7 @@ INIT_HELP = ("Start from a language model of `seqtool pretrain`: its tokenizer (
              "their sizes, unless given). Or from a model of this task with the same labels "
              "and sizes: its tokenizer and all its weights, to go on with other options or "
              "data. Without it, `train classify` on English text starts from the shipped "
-             "english-gru-lm.pt unless a tokenizer option, other sizes or --embeddings are "
+             "english-gru-lm-glove.pt unless a tokenizer option, other sizes or --embeddings are "
              "given; none = from scratch.")
 
 # Finetuning from `seqtool pretrain`'s language model or word vectors (S1 and S2).

@@ -11,10 +11,11 @@ dev the full rate from the start did best, and adapting the language model to th
 text first helped (see README, "Pretraining and finetuning"). A model of the task itself can
 also be the start (warm start): all its weights go on, with other options or data.
 
-Without --init, `train classify` starts from the shipped English language model
-(`english-gru-lm.pt`) when its training text is English and no option asks for a tokenizer or
-sizes of its own (`default_init`): on small sets made from the corpora it learned what training
-from scratch could not (benchmarks/results/small-data.md). `--init none` starts from scratch.
+Without --init, `train classify` starts from the shipped English language model whose
+embeddings started from GloVe (`english-gru-lm-glove.pt`) when its training text is English and
+no option asks for a tokenizer or sizes of its own (`default_init`): on small sets made from the
+corpora it learned what training from scratch could not, and did better on dev than the language
+model without GloVe (benchmarks/results/small-data*.md). `--init none` starts from scratch.
 
 Word vectors learned elsewhere on far more text (GloVe, word2vec, fastText; `--embeddings
 FILE`) can start the piece embeddings instead: a piece that spells a word takes its vector.
@@ -121,7 +122,7 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
 # ----------------------------------------------------------------------------- default start
 
 # The shipped language model each task starts from without --init (in checkpoints/).
-DEFAULT_INIT = {"classify": "english-gru-lm.pt"}
+DEFAULT_INIT = {"classify": "english-gru-lm-glove.pt"}
 # Options that ask for a tokenizer of the run's own, which a language model's would replace.
 OWN_TOKENIZER = ("vocab_size", "tokenizer_type", "character_coverage", "lowercase",
                  "tokenizer_path")
