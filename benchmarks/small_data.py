@@ -222,8 +222,10 @@ def select(variants: list[tuple[str, str]], workdir: Path) -> None:
     chance = ["majority class", *[majority(folders[s.name], "dev") for s in SETS], None]
     headers = ["variant (dev accuracy)", *[s.name for s in SETS], "mean"]
     markdown = table(headers, [*rows, chance])
-    markdown += ("\n\nDev accuracy only (test is never read here). Options of each variant "
-                 "besides --train --dev --out:\n\n"
+    best = max(rows, key=lambda row: row[-1])
+    markdown += (f"\n\nBest mean dev accuracy: {best[0]} ({best[-1]:.4f}). Dev accuracy only "
+                 "(test is never read here); one run per set (seed 0, one thread). Options of "
+                 "each variant besides --train --dev --out:\n\n"
                  + "\n".join(f"- {name}: `{options or '(none)'}`" for name, options in variants))
     record("small-data-selection", {"variants": dict(variants), "runs": runs,
                                     "sets": [s.name for s in SETS]}, markdown)
@@ -261,7 +263,8 @@ def final(workdir: Path, only: list[str] | None = None) -> None:
         for name, options in [*FINAL, ("fastText", None)]:
             if only and name not in only:
                 continue
-            key = "fastText" if options is None else f"{options} | {start}"
+            key = ("fastText" if options is None else options if "--init" in options
+                   else f"{options} | {start}")
             run = done.get((small.name, key))
             if run is None:
                 if options is None:
