@@ -194,7 +194,7 @@ def majority(data: Path, split: str) -> float:
     return sum(label == top for label, _ in pairs) / len(pairs)
 
 
-def select(variants: list[tuple[str, str]], workdir: Path) -> None:
+def select(variants: list[tuple[str, str]], workdir: Path, note: str = "") -> None:
     """Dev accuracy of each variant on every set. Each run is kept in WORKDIR/runs.jsonl, by
     set and options, so that a selection stopped half way goes on where it stopped."""
     rows, runs = [], []
@@ -226,7 +226,8 @@ def select(variants: list[tuple[str, str]], workdir: Path) -> None:
     markdown += (f"\n\nBest mean dev accuracy: {best[0]} ({best[-1]:.4f}). Dev accuracy only "
                  "(test is never read here); one run per set (seed 0, one thread). Options of "
                  "each variant besides --train --dev --out:\n\n"
-                 + "\n".join(f"- {name}: `{options or '(none)'}`" for name, options in variants))
+                 + "\n".join(f"- {name}: `{options or '(none)'}`" for name, options in variants)
+                 + (f"\n\n{note}" if note else ""))
     record("small-data-selection", {"variants": dict(variants), "runs": runs,
                                     "sets": [s.name for s in SETS]}, markdown)
 
@@ -311,6 +312,7 @@ def main() -> None:
     parser.add_argument("--select", nargs="+", metavar="NAME=OPTIONS",
                         help="compare these seqtool options on dev")
     parser.add_argument("--workdir", type=Path, help="keep the sets, models and runs here")
+    parser.add_argument("--note", default="", help="a paragraph under the selection table")
     parser.add_argument("--only", nargs="+", metavar="ROW",
                         help="run only these rows of the final table (no table)")
     args = parser.parse_args()
@@ -318,7 +320,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         if args.select:
             select([tuple(v.split("=", 1)) if "=" in v else (v, "") for v in args.select],
-                   workdir)
+                   workdir, args.note)
         else:
             final(workdir, args.only)
 
