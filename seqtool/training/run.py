@@ -309,7 +309,8 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
     result = trainer.fit()
     trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
                 f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
-    warn_weak_run(trainer.warmup_steps, result, task.metric, task.chance, task.dev_size)
+    if trainer.rank == 0:
+        warn_weak_run(trainer.warmup_steps, result, task.metric, task.chance, task.dev_size)
     return result
 
 
