@@ -183,7 +183,12 @@ class TrainConfig:
     max_tokens: int = option(4096, "Padded tokens per batch (all processes together).", min=1)
     # Adam's step is about lr per weight; past float32's 3e38 torch fails with a traceback
     lr: float = option(2e-3, "Peak learning rate (Adam).", min=0, min_open=True, max=10)
-    warmup_steps: int = option(100, "Steps of linear learning-rate warm-up.", min=0)
+    # a share of the planned steps, so that a short run (a few hundred examples) warms up too
+    warmup: float = option(0.1, "Linear learning-rate warm-up over this share of the planned "
+                           "steps (epochs x batches, or --max-steps), at most 100 steps.", min=0,
+                           max=1)
+    warmup_steps: int | None = option(None, "Steps of linear learning-rate warm-up, in place "
+                                      "of --warmup's share.", min=0, show_default=False)
     # constant | linear | plateau (halve the rate when dev stalls)
     schedule: str = option("plateau",
                            "After warm-up: halve on a dev plateau, decay linearly, or keep.",
@@ -192,7 +197,8 @@ class TrainConfig:
     eval_every: int = option(0, "Evaluate on dev every N steps (0 = every epoch).",  # steps
                              min=0)
     # evaluations without improvement before stopping
-    patience: int = option(5, "Stop after N evaluations without improvement.", min=1)
+    patience: int = option(5, "Stop after N evaluations without improvement (those before "
+                           "the warm-up ends do not count).", min=1)
     # torch.manual_seed takes < 2^64, and a step's dropout seed is about 10^9 times this
     seed: int = option(0, "Random seed: same seed, same data, same model.", min=0,
                        max=2**32 - 1)

@@ -2,7 +2,7 @@
 
 One table (`SHIPPED`) declares each model: its name, task, file, domain and headline score
 (from checkpoints/README.md); `seqtool models` lists it without loading any of them. A model
-is named by its name (`bible-fr-en`), its file name (`english-gru-lm.pt`) or that without the
+is named by its name (`bible-fr-en`), its file name (`english-gru-lm.seqtool`) or that without the
 suffix, wherever a command or the API takes a checkpoint."""
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def test_model_options_come_from_the_model_config(path):
 @pytest.mark.parametrize("path", TRAINING)
 def test_training_options_come_from_train_config(path):
     opts = options_of(command(*path))
-    expected = {"epochs", "max_tokens", "lr", "warmup_steps", "schedule", "clip_norm",
+    expected = {"epochs", "max_tokens", "lr", "warmup", "warmup_steps", "schedule", "clip_norm",
                 "eval_every", "patience", "seed", "device", "precision", "max_steps",
                 "max_minutes", "half_checkpoint", "keep", "ema", "quiet"}
     if path in (("train", "classify"), ("train", "generate")):  # with --init

@@ -67,6 +67,7 @@ training_options = stack(
     train_option("precision"),
     train_option("max_tokens"),
     train_option("lr"),
+    train_option("warmup"),
     train_option("warmup_steps"),
     train_option("schedule"),
     train_option("clip_norm"),
@@ -91,7 +92,9 @@ INIT_HELP = ("Start from a language model of `seqtool pretrain`: its tokenizer (
              "--vocab-size, --lowercase, --tokenizer), embeddings and recurrent layers (and "
              "their sizes, unless given). Or from a model of this task with the same labels "
              "and sizes: its tokenizer and all its weights, to go on with other options or "
-             "data.")
+             "data. Without it, `train classify` on English text starts from the shipped "
+             "english-gru-lm-glove.seqtool unless a tokenizer option, other sizes or "
+             "--embeddings are given; none = from scratch.")
 
 # Finetuning from `seqtool pretrain`'s language model or word vectors (S1 and S2).
 init_options = stack(

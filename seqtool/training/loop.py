@@ -49,7 +49,7 @@ from seqtool.training.resume import (  # noqa: F401 (check_same_run, run_fingerp
     run_fingerprint,
     step_seed,
 )
-from seqtool.training.schedule import Schedule, WeightAverage, lr_factor
+from seqtool.training.schedule import Schedule, WeightAverage, lr_factor, warmup_steps
 
 
 @dataclass
@@ -62,6 +62,8 @@ class Task:
     metric: str  # key in evaluate()'s result that selects the best model
     higher_is_better: bool
     checkpoint: Callable[[nn.Module], Checkpoint]  # model -> checkpoint without train state
+    chance: float | None = None  # dev metric of a constant answer (the warning of a weak run)
+    dev_size: int = 0  # dev examples behind the metric
 
 
 def shard(indices: Sequence[int], rank: int, world: int) -> list[int]:
@@ -108,7 +110,8 @@ class Trainer:
         # Frozen until their epoch: no gradient, so Adam leaves them and their moments alone.
         thaw = pretrained if isinstance(pretrained, Mapping) else {}
         self.thawing = [(p, thaw[n]) for n, p in named if thaw.get(n, 0) > 0]
-        self.scheduler = Schedule(self.optimizer, config.schedule, config.warmup_steps,
+        self.warmup_steps = warmup_steps(config.warmup, config.warmup_steps, self.total_steps)
+        self.scheduler = Schedule(self.optimizer, config.schedule, self.warmup_steps,
                                   self.total_steps if config.schedule == "linear" else 0,
                                   task.higher_is_better)
         self.step = 0
@@ -131,7 +134,7 @@ class Trainer:
     def _lr_factor(self, step: int) -> float:
         """The schedule's factor at `step` (for plateau: before any halving)."""
         c = self.config
-        return lr_factor(step, c.schedule, c.warmup_steps, self.total_steps)
+        return lr_factor(step, c.schedule, self.warmup_steps, self.total_steps)
 
     # -- batches --------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -176,7 +179,7 @@ class Trainer:
             if "plateau_factor" in s:  # saved by a seqtool before torch's schedulers
                 self.scheduler.load_legacy_state(s["scheduler"], float(s["plateau_factor"]),
                                                  self.best, self.bad_evals,
-                                                 self.config.warmup_steps)
+                                                 self.warmup_steps)
             else:
                 self.scheduler.load_state_dict(s["scheduler"])
             self.step, self.epoch = int(s["step"]), int(s["epoch"])
@@ -287,7 +290,7 @@ class Trainer:
         saved = (self.best, self.bad_evals, self.window_loss, self.window_units)
         if better:
             self.best, self.bad_evals = value, 0
-        else:
+        elif self.step >= self.warmup_steps:  # patience waits for the full learning rate
             self.bad_evals += 1
         if scheduled:
             self.scheduler.evaluated(value)  # plateau: halves after two stalls in a row

@@ -11,14 +11,21 @@ dev the full rate from the start did best, and adapting the language model to th
 text first helped (see README, "Pretraining and finetuning"). A model of the task itself can
 also be the start (warm start): all its weights go on, with other options or data.
 
+Without --init, `train classify` starts from the shipped English language model whose
+embeddings started from GloVe (`english-gru-lm-glove.seqtool`) when its training text is English and
+no option asks for a tokenizer or sizes of its own (`default_init`): on small sets made from the
+corpora it learned what training from scratch could not, and did better on dev than the language
+model without GloVe (benchmarks/results/small-data*.md). `--init none` starts from scratch.
+
 Word vectors learned elsewhere on far more text (GloVe, word2vec, fastText; `--embeddings
 FILE`) can start the piece embeddings instead: a piece that spells a word takes its vector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +35,9 @@ from seqtool.errors import SeqtoolError
 from seqtool.nn.classifier import Classifier
 from seqtool.nn.generator import Generator
 from seqtool.nn.language_model import LanguageModel
+from seqtool.shipped import checkpoints_folder
 from seqtool.text.tokenizer import PAD
+from seqtool.words import words
 
 RNN_OF_TASK = {Classifier: "gru", Generator: "lstm"}
 ARCHITECTURE = ("rnn", "embed_dim", "hidden_dim", "layers", "bidirectional")
@@ -108,6 +117,44 @@ def init_from_language_model(model: nn.Module, lm: Checkpoint, path: str | Path)
             # y_h(0) = tanh(W_i x) starts at 0, the state the language model started from.
             model.initial.weight.zero_()
     return copied
+
+
+# ----------------------------------------------------------------------------- default start
+
+# The shipped language model each task starts from without --init (in checkpoints/).
+DEFAULT_INIT = {"classify": "english-gru-lm-glove.seqtool"}
+# Options that ask for a tokenizer of the run's own, which a language model's would replace.
+OWN_TOKENIZER = ("vocab_size", "tokenizer_type", "character_coverage", "lowercase",
+                 "tokenizer_path")
+# Text is English when this share of its words are words of the language model's text (its
+# stored lexicon): English text scores 0.99 and more, the French of the Bible 0.57.
+ENGLISH_SHARE = 0.8
+TEXTS_READ = 2000  # training texts that decide whether the text is English
+
+
+def is_english(texts: Iterable[str], lexicon: Collection[str]) -> bool:
+    """Whether at least ENGLISH_SHARE of the texts' words are words of `lexicon`."""
+    found = [w for text in texts for w in words(text)]
+    return bool(found) and sum(w in lexicon for w in found) >= ENGLISH_SHARE * len(found)
+
+
+def default_init(task: str, texts: Iterable[str], options: Mapping[str, Any],
+                 given: Collection[str]) -> Path | None:
+    """The shipped language model a run of `task` starts from when --init is not given: for
+    English training text (`texts`), when no option asks for another start (--embeddings), a
+    tokenizer of its own, or sizes other than the language model's; else None."""
+    path = checkpoints_folder() / DEFAULT_INIT.get(task, "")
+    if task not in DEFAULT_INIT or options.get("embeddings") or not path.is_file():
+        return None
+    if any(name in given for name in OWN_TOKENIZER):
+        return None
+    lm = Checkpoint.load(path)
+    for name in ARCHITECTURE:
+        if name in given and name in lm.model_config and options[name] != lm.model_config[name]:
+            return None
+    if not is_english(texts, set(lm.meta.get("lexicon", ()))):
+        return None
+    return path
 
 
 def continue_model(model: nn.Module, init: Checkpoint, name: str) -> None:

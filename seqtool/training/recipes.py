@@ -146,9 +146,12 @@ def setup_classify(
             ids = [data.ids[i] for i in idx]
         return classify_batch(ids, [data.y[i] for i in idx])
 
+    # A constant answer's accuracy: the most frequent class's share of dev.
+    chance = float(torch.bincount(dev_gold).max()) / len(dev_gold) if len(dev_gold) else None
     task = Task(
         lengths=[len(s) + 1 for s in data.ids], collate=collate, evaluate=evaluate,
         metric="accuracy", higher_is_better=True, checkpoint=data.checkpoint("classify", meta),
+        chance=chance, dev_size=len(dev_gold),
     )
     return model, task
 

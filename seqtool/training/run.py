@@ -3,12 +3,16 @@
 
 `options` holds every option of the command (defaults included), by the command line's
 parameter names; `given` names those the caller set, since sizes left at their defaults follow
-a starting model's (`--init`). With `resume` the tokenizers come from OUT.last.pt, and the run
-is refused when its data or options differ from the run that wrote it.
+a starting model's (`--init`; without it `train classify` starts from the shipped English
+language model where that fits, `training.pretrained.default_init`; `--init none` opts out).
+With `resume` the tokenizers come from OUT.last.pt, and the run is refused when its data or
+options differ from the run that wrote it.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -24,7 +28,7 @@ from seqtool.config import (
     TrainConfig,
     TranslatorConfig,
 )
-from seqtool.errors import SeqtoolError
+from seqtool.errors import SeqtoolError, warn_once
 
 MODEL_CONFIGS = {"classify": ClassifierConfig, "generate": GeneratorConfig,
                  "translate": TranslatorConfig, "pretrain": LanguageModelConfig}
@@ -75,6 +79,8 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
     `make_setup(options, model_options)` builds the recipe when it is not the task's own
     (distillation: a classifier learning a teacher)."""
     opts = dict(options)
+    older_run = bool(opts.get("resume")) and _resume_as_saved(opts)
+    choose_init(task, opts, given, default=make_setup is None and not older_run)
     if opts.get("init"):  # a file, or a shipped model by name (`english-gru-lm`)
         from seqtool.shipped import resolve_model
 
@@ -141,6 +147,50 @@ def _pretrain_setup(opts: dict[str, Any], model_opts: dict[str, Any]) -> Callabl
 
 _SETUPS = {"classify": _classify_setup, "generate": _generate_setup,
            "translate": _translate_setup, "pretrain": _pretrain_setup}
+
+
+def choose_init(task: str, opts: dict[str, Any], given: Collection[str],
+                 default: bool) -> None:
+    """--init none starts from scratch; without --init a task's own runs (`default`) start
+    from the shipped language model where it fits (`default_init`), and say so."""
+    if opts.get("init") is not None:
+        if str(opts["init"]).lower() == "none":
+            opts["init"] = None
+        return
+    if not default or task != "classify" or not opts.get("train_path"):
+        return
+    from itertools import islice
+
+    from seqtool.text.data import read_labeled
+    from seqtool.training.pretrained import TEXTS_READ, default_init
+
+    texts = [r.text for r in islice(read_labeled(opts["train_path"]), TEXTS_READ)]
+    path = default_init(task, texts, opts, given)
+    if path is not None:
+        opts["init"] = str(path)
+        if not opts.get("quiet"):
+            print(f"starting from the shipped English language model {path.name} (its "
+                  f"tokenizer and sizes; --init none starts from scratch)", file=sys.stderr,
+                  flush=True)
+
+
+def _resume_as_saved(opts: dict[str, Any]) -> bool:
+    """A run saved before the warm-up share and the default start (a fingerprint without
+    `warmup`) resumes as it ran: over its --warmup-steps, from its own start. True when the
+    saved run started without --init."""
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.training.resume import last_path
+
+    path = last_path(Path(opts["out"]))
+    if not path.is_file():
+        return False  # resuming refuses in one line later
+    saved = Checkpoint.load(path).meta.get("run") or {}
+    if "warmup" not in saved.get("options", {"warmup": None}):
+        if opts.get("warmup_steps") is None and "warmup_steps" in saved["options"]:
+            opts["warmup_steps"] = saved["options"]["warmup_steps"]
+            del opts["warmup"]
+        return saved.get("data", {}).get("init") is None
+    return False
 
 
 def _sizes_from_init(task: str, opts: dict[str, Any], model_opts: dict[str, Any],
@@ -263,4 +313,31 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
     result = trainer.fit()
     trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
                 f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
+    if trainer.rank == 0:
+        warn_weak_run(trainer.warmup_steps, result, task.metric, task.chance, task.dev_size)
     return result
+
+
+def near_chance(value: float, chance: float, dev_size: int) -> bool:
+    """Whether a dev accuracy is within one standard error (of a binomial on the dev set, at
+    least 0.01) above the accuracy of a constant answer: what a model that learned nothing
+    scores."""
+    margin = math.sqrt(chance * (1 - chance) / max(1, dev_size))
+    return value <= chance + max(margin, 0.01)
+
+
+def warn_weak_run(warmup_steps: int, result: Mapping[str, Any], metric: str,
+                  chance: float | None, dev_size: int) -> None:
+    """One line each when the warm-up outlasted the run, or the kept model scores near chance
+    on dev (both happen with defaults meant for more data)."""
+    if result["steps"] < warmup_steps:
+        warn_once("warmup-outlasted",
+                  f"the warm-up ({warmup_steps} steps) outlasted the run ({result['steps']} "
+                  f"steps): the learning rate never reached --lr (lower --warmup-steps or "
+                  f"--warmup, or train longer)")
+    best = result["best"]
+    if chance is not None and not math.isnan(best) and near_chance(best, chance, dev_size):
+        warn_once("near-chance",
+                  f"dev {metric} {best:.4f} is near chance ({chance:.4f}, always answering "
+                  f"the most frequent class, on {dev_size} dev examples): the model learned "
+                  f"little from this training data")

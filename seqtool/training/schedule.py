@@ -1,6 +1,7 @@
 """The learning-rate schedules and the moving average of the weights, from torch's own parts.
 
-Schedules (`--schedule`, with `--warmup-steps W`); step s (from 0) runs at lr x factor(s):
+Schedules (`--schedule`, with W warm-up steps: `--warmup-steps W`, or else `--warmup` times the
+planned steps, rounded, at most 100); step s (from 0) runs at lr x factor(s):
 
     warm(s)  = min(1, (s + 1) / W)                 (1 when W is 0)
     constant : warm(s)
@@ -31,6 +32,21 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 SCHEDULES = ("constant", "linear", "plateau")
 LINEAR_FLOOR = 0.05  # the linear schedule never goes below this fraction of the rate
+
+
+# The most steps --warmup's share warms up over: the fixed warm-up seqtool had before the share,
+# so long runs warm up as before, and a run cut short by --max-minutes (which plans all its
+# epochs) is not left warming up.
+MAX_SHARED_WARMUP = 100
+
+
+def warmup_steps(share: float, steps: int | None, planned_steps: int) -> int:
+    """The warm-up's steps: `steps` when given (--warmup-steps), else `share` (--warmup) of the
+    steps the run plans, at most MAX_SHARED_WARMUP, so that a run of forty steps warms up over
+    four, not a hundred."""
+    if steps is not None:
+        return steps
+    return min(round(share * planned_steps), MAX_SHARED_WARMUP)
 
 
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
