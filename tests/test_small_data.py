@@ -103,9 +103,9 @@ def test_a_run_that_learned_nothing_warns_and_a_warmup_longer_than_the_run_too(t
     data.write_text("".join(f"{'abc'[i % 3]}\tIt was a day like any other.\n"
                             for i in range(30)))
     reset_warnings()
-    summary = seqtool.train("classify", train=str(data), dev=str(data),
+    trained = seqtool.train("classify", train=str(data), dev=str(data),
                             out=str(tmp_path / "m.pt"), epochs=2, warmup_steps=50, quiet=True)
-    assert summary["best"] == pytest.approx(1 / 3)
+    assert trained.summary["best"] == pytest.approx(1 / 3)
     warnings = [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("Warning:")]
     assert len(warnings) == 2
