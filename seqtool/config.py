@@ -203,6 +203,10 @@ class SamplingConfig:
         "model", "Words samples may use: model = the words of the model's training text, "
         "stored in it (no limit for a model that stores none); none = any spelling of pieces; "
         "FILE = the words of a word list or text.", metavar="model|none|FILE")
+    # fairseq's and Hugging Face's name; the rule: seqtool.decoding.ngrams
+    no_repeat_ngram: int = option(
+        0, "Never repeat an n-gram of N pieces within a sample (prompt included); stops greedy "
+        "loops. 0 = off.", min=0, metavar="N")
 
 
 @dataclass

@@ -157,12 +157,13 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
 @max_output_length_option
 @guidance_option("Strengthen the class: contrast with the other classes (0 = off).")
 @lexicon_option
+@sampling_option("no_repeat_ngram")
 @seed_option("Random seed; same seed, same text.")
 @format_option(LINE_FORMATS)
 @errors_option
 @device_option
 def generate(model, label, count, prompt, input_path, out, temperature, top_k, top_p,
-             max_output_length, guidance, lexicon, seed, fmt, errors, device):
+             max_output_length, guidance, lexicon, no_repeat_ngram, seed, fmt, errors, device):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     Each sample is written as soon as it (and those before it) ended.
@@ -171,8 +172,9 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
     Examples:
       seqtool generate --label positive -n 5
       seqtool generate --label news -n 3   # the Brown genre generator (15 genres)
-      seqtool generate --label negative --prompt "The plot" --temperature 0
-      printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
+      seqtool generate --label positive --prompt "the film" --temperature 0 \\
+        --no-repeat-ngram 2
+      printf 'The plot\\nThe actors\\n' | seqtool generate --label negative -i -
     """
     import seqtool
     from seqtool.report import RecordWriter
@@ -180,7 +182,8 @@ def generate(model, label, count, prompt, input_path, out, temperature, top_k, t
 
     generator = seqtool.load("generate", model, device)
     options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                   max_output_length=max_output_length, guidance=guidance, lexicon=lexicon)
+                   max_output_length=max_output_length, guidance=guidance, lexicon=lexicon,
+                   no_repeat_ngram=no_repeat_ngram)
     writer = RecordWriter(fmt, text=lambda r: r["text"],
                           tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
     # a prompt per line; each gets the same seed, so reruns agree

@@ -18,7 +18,7 @@ def sample(
     model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
     generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
+    lexicon: Lexicon | None = None, no_repeat_ngram: int = 0,
 ) -> list[Hypothesis]:
     """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
 
@@ -30,9 +30,12 @@ def sample(
 
     With a `lexicon` each row samples only among the pieces that keep its words inside it
     (`Lexicon.allowed`); a row with no allowed piece samples freely.
+
+    With `no_repeat_ngram` N > 0 no row repeats an N-gram of its own (prompt included;
+    `seqtool.decoding.ngrams`); a row that the rule would leave without a choice keeps them all.
     """
     found = dict(sample_stream(model, labels, prompt, max_tokens, temperature, top_k, top_p,
-                              generator, guidance, lexicon))
+                              generator, guidance, lexicon, no_repeat_ngram))
     return [found[i] for i in range(labels.size(0))]
 
 
@@ -40,7 +43,7 @@ def sample_stream(
     model: Generator, labels: torch.Tensor, prompt: list[int], max_tokens: int,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
     generator: torch.Generator | None = None, guidance: float = 0.0,
-    lexicon: Lexicon | None = None,
+    lexicon: Lexicon | None = None, no_repeat_ngram: int = 0,
 ) -> Iterator[tuple[int, Hypothesis]]:
     """`sample`, yielding (row, hypothesis) as each row ends, so a caller can show it at once
     (and keep it when interrupted); rows ending at the same step come in row order."""
@@ -59,6 +62,7 @@ def sample_stream(
     done = torch.zeros(n, dtype=torch.bool, device=device)
     if lexicon is not None:
         tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
+    histories = [list(prompt) for _ in range(n)]  # for no_repeat_ngram
 
     def finished(rows: list[int]) -> Iterator[tuple[int, Hypothesis]]:
         table = torch.stack(tokens, 1)[rows].tolist() if tokens else [[] for _ in rows]
@@ -78,6 +82,8 @@ def sample_stream(
             allowed = torch.stack([lexicon.allowed(t) for t in tails]).to(device)
             allowed |= ~allowed.any(-1, keepdim=True)
             steer = steer.masked_fill(~allowed, float("-inf"))
+        if no_repeat_ngram > 0:
+            steer = ban_repeats(steer, histories, no_repeat_ngram)
         if temperature <= 0:
             choice = steer.argmax(-1)
         else:
@@ -85,6 +91,9 @@ def sample_stream(
         choice = choice.masked_fill(done, PAD)
         scores += logp.gather(1, choice[:, None]).squeeze(1).masked_fill(done, 0.0)
         tokens.append(choice)
+        if no_repeat_ngram > 0:
+            for history, token in zip(histories, choice.tolist(), strict=True):
+                history.append(token)
         ended = (choice == END) & ~done
         done |= ended
         if bool(ended.any()):
@@ -97,6 +106,24 @@ def sample_stream(
         step_logits, state = model(all_labels, feed, state=state)
         logits = step_logits[:, -1].float()
     yield from finished((~done).nonzero().flatten().tolist())  # cut at max_tokens
+
+
+def ban_repeats(scores: torch.Tensor, histories: list[list[int]], n: int) -> torch.Tensor:
+    """`scores` with the tokens that would repeat an n-gram of each row's history at -inf; a
+    row left with no finite score keeps its scores (better a repeat than no token)."""
+    from seqtool.decoding.ngrams import banned_per_row
+
+    rows, ids = [], []
+    for row, banned in enumerate(banned_per_row(histories, n)):
+        rows.extend([row] * len(banned))
+        ids.extend(banned)
+    if not rows:
+        return scores
+    banned = scores.index_put((torch.tensor(rows, device=scores.device),
+                               torch.tensor(ids, device=scores.device)),
+                              torch.tensor(float("-inf"), device=scores.device, dtype=scores.dtype))
+    stuck = ~banned.isfinite().any(-1, keepdim=True) & scores.isfinite().any(-1, keepdim=True)
+    return torch.where(stuck, scores, banned)
 
 
 def _sample_from(scores: torch.Tensor, top_k: int, top_p: float, generator) -> torch.Tensor:
