@@ -83,7 +83,7 @@ def accuracy(model: str, path: Path) -> dict[str, float]:
     import seqtool
 
     r = seqtool.evaluate("classify", path, model, device="cpu")
-    recalls = [c["recall"] for c in r["per_class"].values()]
+    recalls = [c["recall"] for c in r["per_class"].values() if c["recall"] is not None]
     return {"accuracy": r["accuracy"], "balanced": sum(recalls) / len(recalls)}
 
 
