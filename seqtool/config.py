@@ -180,6 +180,10 @@ class TrainConfig:
     gradual_unfreezing: bool = option(
         False, "With --init or --embeddings: the new layers learn alone in the first epoch, "
         "then one pretrained layer joins each epoch from the top (ULMFiT).")
+    # TensorBoard events (optional dependency); not part of what makes a run (resume)
+    tensorboard: str | None = option(
+        None, "Also write TensorBoard events (loss per step, each dev evaluation) to this "
+        "folder; needs `pip install tensorboard`.", metavar="DIR", show_default=False)
 
 
 # ----------------------------------------------------------------------------- using models

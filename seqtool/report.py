@@ -435,3 +435,37 @@ def print_info(summary: dict[str, Any]) -> None:
         lines.append("")
         lines += history_lines(history, width)
     write_stdout("\n".join(lines) + "\n")
+
+
+def training_runs(paths: list[str], chain: bool = True) -> list[dict[str, Any]]:
+    """The training record of each checkpoint as curves (`seqtool.plot.run_curves`), each
+    preceded, with `chain`, by the runs it started from (--init) when their files are at hand
+    and unchanged since: a pretrain → finetune chain in order."""
+    import os
+
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.inference.predict import resolve_path
+    from seqtool.plot import run_curves
+
+    runs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        path = str(resolve_path(name, "classify"))
+        if os.path.realpath(path) in seen:
+            return
+        seen.add(os.path.realpath(path))
+        ckpt = Checkpoint.load(path)
+        if chain:
+            for entry in recorded_inputs(path, ckpt.meta):
+                if entry["option"] == "--init" and entry["here"] == "same":
+                    visit(entry["path"])
+        metric = next((k[len("best_"):] for k in ckpt.meta if k.startswith("best_")), None)
+        history = ckpt.meta.get("history")
+        if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+            history = []
+        runs.append(run_curves(path, ckpt.task, history, metric))
+
+    for name in paths:
+        visit(name)
+    return runs

@@ -11,7 +11,7 @@ stderr.
     distill.py   distill (a student classifier from a teacher)
     predict.py   classify, embed, generate, translate
     evaluate.py  evaluate classify|generate|translate
-    tools.py     tokenizer train, tokenize, ensemble, info
+    tools.py     tokenizer train, tokenize, ensemble, info, plot
     serve.py     serve (the HTTP server is seqtool.serve)
 """
 
@@ -44,6 +44,9 @@ COMMANDS = {  # name: ("module:command", the short help `seqtool --help` lists)
                  "output."),
     "info": ("seqtool.cli.tools:info",
              "Show what a checkpoint holds: task, model, labels, training history, versions."),
+    "plot": ("seqtool.cli.tools:plot",
+             "Draw a checkpoint's training record: train loss, dev metric and learning rate "
+             "over steps (PNG)."),
     "pretrain": ("seqtool.cli.train:pretrain",
                  "Pretrain a recurrent language model on unlabelled text, for `train "
                  "classify|generate --init`: its checkpoint holds the tokenizer, the embeddings "

@@ -33,6 +33,7 @@ from seqtool.cli.options import (
     temperature_option,
     top_p_option,
 )
+from seqtool.errors import SeqtoolError
 
 OUT_HELP = ("Write the results to this file instead of stdout: whole, or not at all. Under "
             "torchrun each process answers a share of -i FILE (see the README).")
@@ -240,14 +241,17 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
 
     if n_best > beam:
         raise click.UsageError("--n-best cannot exceed --beam", ctx)
-    if attention_png:
+    if attention_png:  # all that can be known before any work
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
+        from seqtool.plot import require_matplotlib
 
+        require_matplotlib("--attention-png")
         refuse_overwriting_input(attention_png, [input_path])
         check_writable(Path(attention_png))
     translator = seqtool.load("translate", model, device)
     want_attention = bool(attention_png or show_attention)
     first = [True]
+    picture_failed: list[Exception] = []  # raised once the translations are out
 
     def answer(chunk):
         results = translator.translate(chunk, beam, length_penalty, n_best, max_length_ratio,
@@ -259,11 +263,16 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
                 if show_attention:
                     attention_table(r.attention)
                 if attention_png and first[0]:
-                    save_attention_png(r.attention, attention_png)
-                    click.echo(f"wrote {attention_png}", err=True)
+                    try:
+                        save_attention_png(r.attention, attention_png)
+                        click.echo(f"wrote {attention_png}", err=True)
+                    except (SeqtoolError, OSError) as e:
+                        picture_failed.append(e)
                 first[0] = False
         return [r.to_record() for r in results]
 
     write_answers(read_text_chunks(texts, input_path, 512, errors), answer, RecordWriter(
         fmt, text=lambda r: r["translation"],
         tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}"), out, input_path)
+    if picture_failed:
+        raise picture_failed[0]

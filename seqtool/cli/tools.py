@@ -170,3 +170,30 @@ def info(checkpoint, fmt, as_json):
     from seqtool.report import checkpoint_summary, print_info, print_report
 
     print_report(checkpoint_summary(checkpoint), report_format(fmt, as_json), print_info)
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@out_option("The PNG to write.", required=True)
+@click.option("--chain/--no-chain", default=True, show_default=True,
+              help="Also draw the runs each checkpoint started from (--init), when their "
+                   "files are at hand and unchanged.")
+def plot(checkpoints, out, chain):
+    """Draw what the training record of checkpoints holds: train loss, the dev metric and
+    the learning rate over steps, a column per run (a pretrain → finetune chain in order).
+    Needs matplotlib.
+
+    \b
+    Example:
+      seqtool plot checkpoints/brown-genre-gru.pt --out curves.png
+    """
+    from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.plot import require_matplotlib, save_training_curves
+    from seqtool.report import training_runs
+
+    require_matplotlib("seqtool plot")
+    refuse_overwriting_input(out, list(checkpoints))
+    check_writable(Path(out))
+    runs = training_runs(list(checkpoints), chain)
+    save_training_curves(runs, out)
+    click.echo(f"wrote {out}: {len(runs)} run(s)", err=True)

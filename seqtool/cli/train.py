@@ -113,6 +113,7 @@ training_options = stack(
            origin="train.tokenizer",
            help="Reuse a trained sentencepiece .model instead of training one."),
     train_option("quiet"),
+    train_option("tensorboard"),
 )
 
 INIT_HELP = ("Start from a language model of `seqtool pretrain`: its tokenizer (in place of "

@@ -75,6 +75,10 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
     `make_setup(options, model_options)` builds the recipe when it is not the task's own
     (distillation: a classifier learning a teacher)."""
     opts = dict(options)
+    if opts.get("tensorboard"):  # an optional package: checked before any work
+        from seqtool.training.events import require_tensorboard
+
+        require_tensorboard(opts["tensorboard"])
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
@@ -278,7 +282,15 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
     params = sum(p.numel() for p in model.parameters())
     trainer.log(f"training {task_name}: {params / 1e6:.2f}M parameters, "
                 f"{len(task.lengths)} examples, {len(trainer.epoch_batches(0))} batches/epoch")
-    result = trainer.fit()
+    if opts.get("tensorboard") and trainer.rank == 0:
+        from seqtool.training.events import EventWriter
+
+        trainer.events = EventWriter(opts["tensorboard"])
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.events is not None:
+            trainer.events.close()
     trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
                 f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
     return result
