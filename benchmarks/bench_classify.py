@@ -31,7 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, record, table
+from common import (
+    RESULTS,
+    ROOT,
+    output_folder,
+    output_options,
+    progress,
+    record,
+    table,
+    use_output,
+)
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 SHIPPED = ROOT / "checkpoints" / "sentiment-gru.pt"
@@ -39,9 +48,11 @@ SHIPPED = ROOT / "checkpoints" / "sentiment-gru.pt"
 
 def shipped_command() -> list[str]:
     """The exact training command of the shipped model (from its checkpoint)."""
+    import shlex
+
     from seqtool.checkpoint import Checkpoint
 
-    command = Checkpoint.load(SHIPPED).meta["command"].split()
+    command = shlex.split(Checkpoint.load(SHIPPED).meta["command"])
     assert command[0] == "seqtool"
     return command[1:]
 
@@ -305,15 +316,19 @@ def select(workdir: Path, second_seed: int = 2) -> None:
     higher; a tie keeps the shipped level."""
     from concurrent.futures import ThreadPoolExecutor
 
-    cache = RESULTS / "classify-selection.json"
+    cache = output_folder() / "classify-selection.json"  # partial runs; never the tracked one
+    cache.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(cache.read_text())["runs"] if cache.exists() else []
 
     def run_all(jobs: list[tuple[dict, int]]) -> None:
         done = {(r["variant"], r["seed"]) for r in runs}
         todo = [(lv, s) for lv, s in jobs if (variant_name(lv), s) not in done]
         with ThreadPoolExecutor(2) as pool:  # two one-thread trainings on the 2 cores
+            progress(f"{len(todo)} trainings to run, two at a time")
             for result in pool.map(lambda job: dev_run(*job, workdir), todo):
                 runs.append(result)
+                progress(f"trained {len(runs)} of {len(done) + len(todo)}: "
+                         f"{result['variant']} seed {result['seed']}")
                 cache.write_text(json.dumps({"runs": runs}, indent=2) + "\n")  # partial kept
 
     variants = [dict(BASE_LEVELS)] + [{**BASE_LEVELS, k: v} for k, v in ALTERNATIVES.items()]
@@ -369,7 +384,9 @@ def main() -> None:
                         "(else trained, with SEQTOOL_SNIPPETS_LM set)")
     parser.add_argument("--ensemble", type=Path, help="with --defaults: the twelve-GRU "
                         "ensemble (else restored from the git history)")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     if args.defaults:
         from classify_defaults import compare_defaults
 
@@ -400,19 +417,28 @@ def main() -> None:
                          "ensemble`, see its model card); it has no one command to retrain: "
                          "use --reuse-seqtool")
         with tempfile.TemporaryDirectory() as tmp:
-            ours = [seqtool_run(s, Path(tmp)) for s in seeds]
+            ours = []
+            for s in seeds:
+                progress(f"training the shipped command, seed {s} of {len(seeds)} (the long "
+                         "part: see the model card for its minutes)")
+                ours.append(seqtool_run(s, Path(tmp)))
         ours_source = "this run"
     ours_command = ours[0].get("command", OLD_SHIPPED_COMMAND).replace(" --seed 1", " --seed S")
     current = " ".join(with_option(with_option(shipped_command(), "--seed", "S"), "--out", "S.pt"))
     ours_label = ("seqtool GRU (shipped command, retrained)"
                   if ours_command.replace(str(ROOT) + "/", "") == f"seqtool {current}"
                   else "seqtool GRU (previous shipped command, retrained)")
+    progress("fastText: grid on dev, then the seeds")
     with tempfile.TemporaryDirectory() as tmp:
         fasttext = fasttext_peer(seeds, Path(tmp))
         fasttext_vectors = fasttext_peer(seeds, Path(tmp), args.vectors) if args.vectors else None
+    progress("VADER")
     vader = vader_peer()
+    progress("the shipped checkpoint on dev and test")
     shipped = {split: evaluate_shipped(split) for split in ("dev", "test")}
+    progress("training loop against a bare PyTorch loop")
     overhead = engine_overhead()
+    progress("seqtool classify throughput")
     speed = classify_throughput()
 
     def mean(rows, key):
