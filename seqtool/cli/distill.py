@@ -33,8 +33,8 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
 
     \b
     Example:
-      S=corpora/sentiment/movie-snippets   # teacher: see checkpoints/README.md
-      seqtool distill --teacher sentiment-gru-ensemble.pt --train $S/train.tsv \\
+      S=corpora/sentiment/movie-snippets   # teacher: the shipped classifier
+      seqtool distill --teacher sentiment --train $S/train.tsv \\
         --dev $S/dev.tsv --augment 12 --adversarial 0.05 \\
         --init checkpoints/english-gru-lm-glove.pt --out student.pt --half-checkpoint
     """

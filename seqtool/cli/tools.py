@@ -106,8 +106,8 @@ def tokenize(texts, model, input_path, ids, decode, target, errors):
 
     \b
     Example:
-      echo "I love my cat." | seqtool tokenize
-      echo "▁I ▁love ▁my ▁cat ." | seqtool tokenize --decode
+      echo "I love my cat." | seqtool tokenize   # ▁i ▁love ▁my ▁cat . (it lowercases)
+      echo "▁i ▁love ▁my ▁cat ." | seqtool tokenize --decode   # i love my cat.
     """
     from seqtool.text.data import read_text_chunks
 
@@ -145,7 +145,11 @@ def ensemble(checkpoints, out, half_checkpoint):
 
     \b
     Example:
-      seqtool ensemble vectors.pt lm-finetuned.pt -o combined.pt
+      S=corpora/sentiment/movie-snippets
+      seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out a.pt --seed 1
+      seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out b.pt --seed 2 \\
+        --init checkpoints/english-gru-lm-glove.pt
+      seqtool ensemble a.pt b.pt -o combined.pt
     """
     from seqtool.inference.combine import combine_classifiers
 
@@ -179,9 +183,11 @@ def info(checkpoint, fmt, as_json):
               help="Also draw the runs each checkpoint started from (--init), when their "
                    "files are at hand and unchanged.")
 def plot(checkpoints, out, chain):
-    """Draw what the training record of checkpoints holds: train loss, the dev metric and
-    the learning rate over steps, a column per run (a pretrain → finetune chain in order).
-    Needs matplotlib.
+    """Draw a checkpoint's training record: train loss, dev metric and learning rate over
+    steps (PNG).
+
+    A column per run: with several checkpoints, or a checkpoint started from another
+    (--init), a pretrain → finetune chain in order. Needs matplotlib.
 
     \b
     Example:
