@@ -453,8 +453,8 @@ def main() -> None:
         ["system", "settings chosen on", "dev accuracy", "test accuracy (mean)", "± std",
          "train seconds (mean)", "seeds", "measured"],
         [["seqtool GRU, shipped checkpoint",
-          "dev (classify-ensemble)" if shipped_command()[0] == "ensemble"
-          else "dev (classify-selection)", shipped["dev"],
+          {"ensemble": "dev (classify-ensemble)", "distill": "dev (distill-s1)"}.get(
+              shipped_command()[0], "dev (classify-selection)"), shipped["dev"],
           shipped["test"], "-", "-", 1, "this run"],
          [ours_label, "-", "-",
           mean(ours, "accuracy"), spread(ours, "accuracy"), mean(ours, "seconds"), len(ours),
