@@ -2,10 +2,11 @@
 written, with the shipped models, in a fresh folder that holds the repository's corpora/.
 
 So that the whole test stays short, each corpus file is cut to an evenly spaced sample of its
-lines (parallel files keep their alignment, labelled files all their labels) and each training
-command gets `--max-steps 2` appended. A line is skipped only when it needs what a test
-cannot have (SKIPPED: an installer, torchrun, a server, the git history); the test fails when
-an example fails, or when a command's help has no example."""
+lines (parallel files keep their alignment, labelled files all their labels), each training
+command gets `--max-steps 2` appended and `evaluate generate` `--samples 4` (LIMITS). A line
+is skipped only when it needs what a test cannot have (SKIPPED: an installer, torchrun, a
+server, the git history); the test fails when an example fails, or when a command's help has
+no example."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -21,8 +23,11 @@ from conftest import ROOT
 
 from seqtool.cli import cli
 
-LINES_PER_FILE = 150  # of each corpus file: enough for a tokenizer, two steps and a score
-TRAINING = re.compile(r"\bseqtool (train \w+|pretrain|distill)\b")
+LINES_PER_FILE = 60  # of each corpus file: enough for a tokenizer, two steps and a score
+# Options the test appends, as it appends --max-steps to training: the work of an example,
+# not what it shows, cut down.
+LIMITS = [(re.compile(r"\bseqtool (train \w+|pretrain|distill)\b"), "--max-steps 2"),
+          (re.compile(r"\bseqtool evaluate generate\b"), "--samples 4")]
 # What a test cannot run, each with why.
 SKIPPED = {
     "pip install": "installs packages (the fresh-machine commands; CI runs them)",
@@ -52,10 +57,10 @@ def runnable(line: str) -> str | None:
     """The line as the test runs it: None when skipped, training limited to two steps."""
     if any(marker in line for marker in SKIPPED):
         return None
-    match = TRAINING.search(line)
-    if match:
-        command, comment = re.match(r"(.*?)(\s+#.*)?$", line).groups()
-        line = command + " --max-steps 2" + (comment or "")
+    for pattern, options in LIMITS:
+        if pattern.search(line):
+            command, comment = re.match(r"(.*?)(\s+#.*)?$", line).groups()
+            line = f"{command} {options}{comment or ''}"
     return line
 
 
@@ -120,7 +125,9 @@ def fresh_folder(tmp_path_factory) -> dict[str, str]:
     shim.chmod(0o755)
     python = bin_folder / "python"  # `python benchmarks/...` and the like: this interpreter
     python.symlink_to(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}",
+    path = os.pathsep.join([str(bin_folder), str(Path(sys.executable).parent),  # sacrebleu
+                            os.environ["PATH"]])
+    env = {**os.environ, "PATH": path,
            "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
     env.pop("SEQTOOL_CHECKPOINTS", None)
     return {"folder": str(folder), **{f"env:{k}": v for k, v in env.items()}}
@@ -151,6 +158,8 @@ def test_help_examples_run_as_written(fresh_folder, name, script):
 
 
 def test_runnable_limits_training_and_skips_what_a_test_cannot_have():
+    assert runnable("seqtool evaluate generate -i x") == \
+        "seqtool evaluate generate -i x --samples 4"
     assert runnable("seqtool train classify --out a.pt  # note") == \
         "seqtool train classify --out a.pt --max-steps 2  # note"
     assert runnable("torchrun --nproc_per_node 2 -m seqtool.cli classify") is None

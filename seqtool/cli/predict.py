@@ -67,7 +67,7 @@ def classify(texts, model, input_path, out, fmt, max_input_length, errors, devic
     \b
     Examples:
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
-      cut -f2 reviews.tsv | seqtool classify --format jsonl | jq .label
+      cut -f2 corpora/sentiment/movie-snippets/test.tsv | seqtool classify --format jsonl
     """
     import seqtool
     from seqtool.report import RecordWriter
@@ -119,7 +119,7 @@ def embed(texts, model, input_path, out, fmt, max_input_length, errors, device):
     \b
     Examples:
       seqtool embed "I love my cat." | jq '.vector | length'
-      seqtool embed -i sentences.txt --out vectors.npy
+      seqtool embed -i corpora/pretraining/dev.txt --out vectors.npy
     """
     import seqtool
     from seqtool.report import RecordWriter
@@ -232,7 +232,8 @@ def translate(ctx, texts, model, input_path, out, beam, length_penalty, n_best,
     \b
     Examples:
       echo "Au commencement, Dieu créa les cieux et la terre." | seqtool translate
-      cut -f1 pairs.tsv | seqtool translate --beam 5 | sacrebleu ref.txt
+      D=corpora/translation/bible-fr-en   # Bible French only: see checkpoints/README.md
+      seqtool translate --beam 5 -i $D/test.fr | sacrebleu $D/test.en
       seqtool translate --n-best 3 --format jsonl "Dieu est amour."
     """
     import seqtool
