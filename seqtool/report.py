@@ -293,10 +293,11 @@ def recorded_inputs(path: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def toml_lines(name: str, value: dict[str, Any], width: int = 80) -> list[str]:
-    """A dict as a TOML table `[name]` (nested dicts as [name.key], lists of dicts as
-    [[name.key]]); None, which TOML lacks, as a comment. Arrays longer than `width` take a line
-    per element."""
+def toml_lines(name: str, value: dict[str, Any] | list[dict[str, Any]],
+               width: int = 80) -> list[str]:
+    """A dict as a TOML table `[name]` (a list of dicts as [[name]]; nested dicts as
+    [name.key], lists of dicts as [[name.key]]); None, which TOML lacks, as a comment. Arrays
+    longer than `width` take a line per element."""
     import json
     import re
 
@@ -333,6 +334,8 @@ def toml_lines(name: str, value: dict[str, Any], width: int = 80) -> list[str]:
                 lines.append(f"{key(k)} = {scalar(v)}")
         return lines + nested
 
+    if isinstance(value, list):
+        return [line for item in value for line in table(key(name), item, array=True)]
     return table(key(name), value)
 
 
@@ -430,7 +433,7 @@ def print_info(summary: dict[str, Any]) -> None:
             lines.append(f"      sha256 {digest}…  here: {entry['here']}")
     for key, value in tables.items():
         lines.append("")
-        lines += toml_lines(key, value if isinstance(value, dict) else {"parts": value}, width)
+        lines += toml_lines(key, value, width)
     if history:
         lines.append("")
         lines += history_lines(history, width)

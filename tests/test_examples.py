@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,8 @@ def fresh_folder(tmp_path_factory) -> dict[str, str]:
 
 
 def run_example(fresh_folder: dict[str, str], name: str, script: str) -> None:
+    for line in logical_lines(script):  # each line whole (no docstring \n turned into a break)
+        shlex.split(line, comments=True)
     lines = [runnable(line) for line in logical_lines(script)]
     kept = [line for line in lines if line is not None]
     if not kept:

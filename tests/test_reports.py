@@ -82,6 +82,8 @@ def test_toml_of_a_configuration_reads_back():
     back = tomllib.loads("\n".join(lines))["model_config"]
     assert back == {**config, "run": {"options": {"unlabelled": ["a", "b"]},
                                       "data": {"x": "ab" * 32}}}
+    parts = [{"members": 3, "config": {"hidden_dim": 8}}, {"members": 1, "config": {}}]
+    assert tomllib.loads("\n".join(toml_lines("parts", parts)))["parts"] == parts
 
 
 def test_command_lines_wrap_to_the_same_command():
