@@ -163,8 +163,11 @@ def fasttext_peer(seeds: list[int], workdir: Path, vectors: Path | None = None) 
         space.pop("dim")
         fixed = {"dim": dim, "pretrainedVectors": str(path)}
     grid = []
-    for values in itertools.product(*space.values()):
+    points = list(itertools.product(*space.values()))
+    for number, values in enumerate(points):
         settings = {**dict(zip(space, values)), **fixed}
+        if number % 8 == 0:
+            progress(f"fastText grid point {number + 1} of {len(points)}")
         try:
             model, _ = fasttext_train(settings, seeds[0], workdir)
         except RuntimeError:  # "Encountered NaN": this learning rate diverges
