@@ -65,6 +65,20 @@ def runnable(line: str) -> str | None:
     return line
 
 
+JQ_STAND_IN = """import json, sys
+for line in sys.stdin:
+    value = json.loads(line)
+    for part in sys.argv[-1].split("|"):
+        part = part.strip()
+        if part == "length":
+            value = len(value)
+        else:
+            for key in filter(None, part.split(".")):
+                value = value[key]
+    print(json.dumps(value))
+"""
+
+
 def readme_blocks() -> list[tuple[str, str]]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
@@ -126,6 +140,10 @@ def fresh_folder(tmp_path_factory) -> dict[str, str]:
     shim.chmod(0o755)
     python = bin_folder / "python"  # `python benchmarks/...` and the like: this interpreter
     python.symlink_to(sys.executable)
+    if shutil.which("jq") is None:  # the examples' filters (.key, | length), for a bare machine
+        jq = bin_folder / "jq"
+        jq.write_text(f"#!{sys.executable}\n{JQ_STAND_IN}")
+        jq.chmod(0o755)
     path = os.pathsep.join([str(bin_folder), str(Path(sys.executable).parent),  # sacrebleu
                             os.environ["PATH"]])
     env = {**os.environ, "PATH": path,
