@@ -65,6 +65,82 @@ def runnable(line: str) -> str | None:
     return line
 
 
+# `seqtool` in the examples' shell: a small client that hands its arguments, folder,
+# environment and standard streams to a server that imported torch and seqtool once and forks
+# a process per call, which runs `seqtool.cli.main()` as the command would. Each of the
+# examples' ~50 calls so skips the second or so of `import torch`.
+FORK_SERVER = r"""
+import json, os, socket, sys, threading
+import torch  # noqa: F401
+import seqtool.api, seqtool.cli, seqtool.inference.predict, seqtool.report  # noqa: F401
+
+
+def read(connection, size):
+    data = b""
+    while len(data) < size:
+        part = connection.recv(size - len(data))
+        if not part:
+            raise EOFError
+        data += part
+    return data
+
+
+def answer(connection, pid):
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    connection.sendall((128 - code if code < 0 else code).to_bytes(4, "big"))
+    connection.close()
+
+
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(16)
+print("ready", flush=True)
+while True:
+    connection, _ = listener.accept()
+    _, fds, _, _ = socket.recv_fds(connection, 1, 3)
+    request = json.loads(read(connection, int.from_bytes(read(connection, 4), "big")))
+    pid = os.fork()  # from the main thread, which alone runs here
+    if pid == 0:
+        listener.close()
+        connection.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        sys.argv = ["seqtool", *request["argv"]]
+        code = 0
+        try:
+            seqtool.cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+        os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    threading.Thread(target=answer, args=(connection, pid), daemon=True).start()
+"""
+FORK_CLIENT = r"""
+import json, os, socket, sys
+connection = socket.socket(socket.AF_UNIX)
+connection.connect(SOCKET)
+socket.send_fds(connection, [b"x"], [0, 1, 2])
+body = json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+connection.sendall(len(body).to_bytes(4, "big") + body)
+code = b""
+while len(code) < 4:
+    part = connection.recv(4 - len(code))
+    if not part:
+        sys.exit(1)
+    code += part
+sys.exit(int.from_bytes(code, "big"))
+"""
 JQ_STAND_IN = """import json, sys
 for line in sys.stdin:
     value = json.loads(line)
@@ -117,7 +193,7 @@ def help_cases() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def fresh_folder(tmp_path_factory) -> dict[str, str]:
+def fresh_folder(tmp_path_factory):
     """A folder with corpora/ (each file a sample of its lines) and checkpoints/, and the
     environment whose `seqtool` is this checkout's."""
     folder = tmp_path_factory.mktemp("fresh")
@@ -135,8 +211,13 @@ def fresh_folder(tmp_path_factory) -> dict[str, str]:
     (folder / "checkpoints").symlink_to(ROOT / "checkpoints")
     bin_folder = folder / ".bin"
     bin_folder.mkdir()
+    socket_path = folder / ".seqtool.sock"
+    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, str(socket_path)], cwd=ROOT,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert server.stdout.readline().strip() == "ready"
     shim = bin_folder / "seqtool"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m seqtool.cli "$@"\n')
+    shim.write_text(f"#!{sys.executable}\nSOCKET = {str(socket_path)!r}\n{FORK_CLIENT}")
     shim.chmod(0o755)
     python = bin_folder / "python"  # `python benchmarks/...` and the like: this interpreter
     python.symlink_to(sys.executable)
@@ -149,7 +230,9 @@ def fresh_folder(tmp_path_factory) -> dict[str, str]:
     env = {**os.environ, "PATH": path,
            "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
     env.pop("SEQTOOL_CHECKPOINTS", None)
-    return {"folder": str(folder), **{f"env:{k}": v for k, v in env.items()}}
+    yield {"folder": str(folder), **{f"env:{k}": v for k, v in env.items()}}
+    server.kill()
+    server.wait()
 
 
 def run_example(fresh_folder: dict[str, str], name: str, script: str) -> None:
@@ -211,3 +294,20 @@ def test_readme_names_every_old_spelling_and_no_other():
                                   "info"}
     refused = CliRunner().invoke(cli, ["translate", "--json", "Dieu est amour."])
     assert refused.exit_code == 2
+
+
+def test_the_shell_runs_seqtool_with_its_streams_and_exit_codes(fresh_folder):
+    """The examples' `seqtool` answers as the command does: output, stdin, exit codes."""
+    env = {k[4:]: v for k, v in fresh_folder.items() if k.startswith("env:")}
+
+    def shell(script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", script], cwd=fresh_folder["folder"], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    done = shell('echo "A gorgeous, witty film." | seqtool classify --format tsv | cut -f1')
+    assert done.returncode == 0 and done.stdout.strip() in {"positive", "negative"}
+    bad = shell("seqtool classify -m no-such.pt hello")
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: ")
+    assert shell("seqtool classify --max-input-length -3 x").returncode == 2
+    with pytest.raises(AssertionError, match="failed"):
+        run_example(fresh_folder, "a failing example", "seqtool classify -m no-such.pt hi")
