@@ -1,7 +1,8 @@
-"""`seqtool tokenizer train`, `tokenize`, `ensemble` and `info`: tools around the models."""
+"""`seqtool tokenizer train`, `tokenize`, `ensemble`, `info` and `plot`: tools around the models."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def ensemble(checkpoints, out, half_checkpoint):
     """
     from seqtool.inference.combine import combine_classifiers
 
-    combined = combine_classifiers(checkpoints, out, "seqtool " + " ".join(sys.argv[1:]),
+    combined = combine_classifiers(checkpoints, out, shlex.join(["seqtool", *sys.argv[1:]]),
                                    half_checkpoint)
     members = sum(part["members"] for part in combined.meta["parts"])
     click.echo(f"wrote {out}: {len(combined.meta['parts'])} classifiers, {members} GRUs",
