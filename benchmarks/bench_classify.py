@@ -30,7 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, record, table
+from common import (
+    RESULTS,
+    ROOT,
+    output_folder,
+    output_options,
+    progress,
+    record,
+    table,
+    use_output,
+)
 from snippets import (
     DATA,
     accuracy,
@@ -45,9 +54,11 @@ SHIPPED = ROOT / "checkpoints" / "sentiment-gru.seqtool"
 
 def shipped_command() -> list[str]:
     """The exact training command of the shipped model (from its checkpoint)."""
+    import shlex
+
     from seqtool.checkpoint import Checkpoint
 
-    command = Checkpoint.load(SHIPPED).meta["command"].split()
+    command = shlex.split(Checkpoint.load(SHIPPED).meta["command"])
     assert command[0] == "seqtool"
     return command[1:]
 
@@ -123,8 +134,11 @@ def fasttext_peer(seeds: list[int], workdir: Path, vectors: Path | None = None) 
         space.pop("dim")
         fixed = {"dim": dim, "pretrainedVectors": str(path)}
     grid = []
-    for values in itertools.product(*space.values()):
+    points = list(itertools.product(*space.values()))
+    for number, values in enumerate(points):
         settings = {**dict(zip(space, values)), **fixed}
+        if number % 8 == 0:
+            progress(f"fastText grid point {number + 1} of {len(points)}")
         try:
             model, _ = fasttext_train(settings, seeds[0], workdir)
         except RuntimeError:  # "Encountered NaN": this learning rate diverges
@@ -276,15 +290,19 @@ def select(workdir: Path, second_seed: int = 2) -> None:
     higher; a tie keeps the shipped level."""
     from concurrent.futures import ThreadPoolExecutor
 
-    cache = RESULTS / "classify-selection.json"
+    cache = output_folder() / "classify-selection.json"  # partial runs; never the tracked one
+    cache.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(cache.read_text())["runs"] if cache.exists() else []
 
     def run_all(jobs: list[tuple[dict, int]]) -> None:
         done = {(r["variant"], r["seed"]) for r in runs}
         todo = [(lv, s) for lv, s in jobs if (variant_name(lv), s) not in done]
         with ThreadPoolExecutor(2) as pool:  # two one-thread trainings on the 2 cores
+            progress(f"{len(todo)} trainings to run, two at a time")
             for result in pool.map(lambda job: dev_run(*job, workdir), todo):
                 runs.append(result)
+                progress(f"trained {len(runs)} of {len(done) + len(todo)}: "
+                         f"{result['variant']} seed {result['seed']}")
                 cache.write_text(json.dumps({"runs": runs}, indent=2) + "\n")  # partial kept
 
     variants = [dict(BASE_LEVELS)] + [{**BASE_LEVELS, k: v} for k, v in ALTERNATIVES.items()]
@@ -340,7 +358,9 @@ def main() -> None:
                         "(else trained, with SEQTOOL_SNIPPETS_LM set)")
     parser.add_argument("--ensemble", type=Path, help="with --defaults: the twelve-GRU "
                         "ensemble (else restored from the git history)")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     if args.defaults:
         from classify_defaults import compare_defaults
 
@@ -371,19 +391,28 @@ def main() -> None:
                          "ensemble`, see its model card); it has no one command to retrain: "
                          "use --reuse-seqtool")
         with tempfile.TemporaryDirectory() as tmp:
-            ours = [seqtool_run(s, Path(tmp)) for s in seeds]
+            ours = []
+            for s in seeds:
+                progress(f"training the shipped command, seed {s} of {len(seeds)} (the long "
+                         "part: see the model card for its minutes)")
+                ours.append(seqtool_run(s, Path(tmp)))
         ours_source = "this run"
     ours_command = ours[0].get("command", OLD_SHIPPED_COMMAND).replace(" --seed 1", " --seed S")
     current = " ".join(with_option(with_option(shipped_command(), "--seed", "S"), "--out", "S.pt"))
     ours_label = ("seqtool GRU (shipped command, retrained)"
                   if ours_command.replace(str(ROOT) + "/", "") == f"seqtool {current}"
                   else "seqtool GRU (previous shipped command, retrained)")
+    progress("fastText: grid on dev, then the seeds")
     with tempfile.TemporaryDirectory() as tmp:
         fasttext = fasttext_peer(seeds, Path(tmp))
         fasttext_vectors = fasttext_peer(seeds, Path(tmp), args.vectors) if args.vectors else None
+    progress("VADER")
     vader = vader_peer()
+    progress("the shipped checkpoint on dev and test")
     shipped = {split: evaluate_shipped(split) for split in ("dev", "test")}
+    progress("training loop against a bare PyTorch loop")
     overhead = engine_overhead()
+    progress("seqtool classify throughput")
     speed = classify_throughput()
 
     def mean(rows, key):
@@ -398,8 +427,8 @@ def main() -> None:
         ["system", "settings chosen on", "dev accuracy", "test accuracy (mean)", "± std",
          "train seconds (mean)", "seeds", "measured"],
         [["seqtool GRU, shipped checkpoint",
-          "dev (classify-ensemble)" if shipped_command()[0] == "ensemble"
-          else "dev (classify-selection)", shipped["dev"],
+          {"ensemble": "dev (classify-ensemble)", "distill": "dev (distill-s1)"}.get(
+              shipped_command()[0], "dev (classify-selection)"), shipped["dev"],
           shipped["test"], "-", "-", 1, "this run"],
          [ours_label, "-", "-",
           mean(ours, "accuracy"), spread(ours, "accuracy"), mean(ours, "seconds"), len(ours),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 from bench_ood import read_sets
-from common import ROOT, record, table
+from common import ROOT, output_options, progress, record, table, use_output
 
 from seqtool.decoding.scoring import classify_outputs
 from seqtool.inference.predict import load
@@ -80,7 +80,9 @@ def main() -> None:
     parser.add_argument("--ood-cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "seqtool-ood",
                         help="where bench_ood.py keeps its download")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     groups = {}
     for spec in args.group:
         name, _, paths = spec.partition("=")
@@ -89,7 +91,10 @@ def main() -> None:
             for line in (DATA / "dev.tsv").read_text(encoding="utf-8").splitlines()]
     gold, texts = [r[0] for r in rows], [r[1] for r in rows]
     paths_all = [p for paths in groups.values() for p in paths]
-    scores = {p: class_scores(p, texts) for p in paths_all}
+    scores = {}
+    for i, p in enumerate(paths_all):
+        progress(f"dev scores of model {i + 1} of {len(paths_all)}: {p}")
+        scores[p] = class_scores(p, texts)
     dev_probabilities = {p: s[0] for p, s in scores.items()}
     grus = {p: s[1] for p, s in scores.items()}
     ood = {}
@@ -100,6 +105,7 @@ def main() -> None:
                          {p: class_scores(p, [r[1] for r in rows])[0] for p in paths_all})
 
     candidates = []
+    progress(f"scoring {2 ** len(groups) - 1} unions of groups")
     for size in range(1, len(groups) + 1):
         for names in itertools.combinations(groups, size):
             paths = [p for n in names for p in groups[n]]

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, evaluate_generator, record, table
+from common import ROOT, evaluate_generator, output_options, progress, record, table, use_output
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 SHIPPED = ROOT / "checkpoints" / "sentiment-lstm-generator.seqtool"
@@ -87,11 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--select", nargs="+", type=Path, metavar="CHECKPOINT",
                         help="read these candidate generators on dev (no test)")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     if args.select:
         select(args.select)
         return
+    progress("evaluate generate on test (guidance 1)")
     report = evaluate_generator(SHIPPED, DATA, "test", threads="2")
+    progress("evaluate generate on test without guidance")
     free = evaluate_generator(SHIPPED, DATA, "test", guidance="0", threads="2")["samples"]
     s = report["samples"]
     rows = [["perplexity, right class", report["perplexity"], "lower than wrong class"],

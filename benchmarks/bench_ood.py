@@ -38,7 +38,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, output_options, progress, record, table, use_output
 
 sys.path.insert(0, str(ROOT / "corpora"))
 from prepare import VADER_SPEC, pip_download, squash  # noqa: E402
@@ -83,7 +83,7 @@ def accuracy(model: str, path: Path) -> dict[str, float]:
     import seqtool
 
     r = seqtool.evaluate("classify", path, model, device="cpu")
-    recalls = [c["recall"] for c in r["per_class"].values()]
+    recalls = [c["recall"] for c in r["per_class"].values() if c["recall"] is not None]
     return {"accuracy": r["accuracy"], "balanced": sum(recalls) / len(recalls)}
 
 
@@ -102,7 +102,9 @@ def main() -> None:
                         help="where the downloaded source distribution is kept")
     parser.add_argument("--half", choices=[*HALVES, "all"], default="test",
                         help="which half of each out-of-domain set to read (default: test)")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
 
     groups = {}
     for spec in args.group:
@@ -128,8 +130,10 @@ def main() -> None:
                 path.write_text("".join(f"{lab}\t{text}\n" for lab, text, _ in keep))
                 files[f"{name} ({subset})"] = path
                 counts[f"{name} ({subset})"] = len(keep)
-        scores = {label: {f: [accuracy(m, p) for m in models] for f, p in files.items()}
-                  for label, models in groups.items()}
+        scores = {}
+        for label, models in groups.items():
+            progress(f"group {label}: {len(models)} model(s) on {len(files)} sets")
+            scores[label] = {f: [accuracy(m, p) for m in models] for f, p in files.items()}
     headers = ["test set", "texts", *(f"{g} ({len(groups[g])})" for g in groups)]
     markdown = "\n\n".join(
         f"{title}\n\n" + table(headers, [

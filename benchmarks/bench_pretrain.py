@@ -21,7 +21,7 @@ model such a run adapted (kept with `--keep`; one per `--lm`) and reads its minu
 (finished as the last checkpoint records it: a run killed mid-way is trained again).
 `--finetune-grid` first chooses the finetuning options on dev (all seeds, from `--grid-init`;
 results/pretrain-finetune-selection.md) and gives them to every finetuned row.
-Without `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--results NAME`),
+Without `--lm-lstm` (S1 only) the results go to results/pretrain-s1.md (or `--name NAME`),
 leaving results/pretrain.md as it was.
 
 With `--vectors FILE` a third S1 row starts the same GRU from word vectors instead
@@ -36,7 +36,7 @@ language models' own training time, read from their checkpoints.
 
     python benchmarks/bench_pretrain.py --lm LM-GRU.pt --lm-lstm LM-LSTM.pt \
         [--seeds 1 2 3] [--scales 0.5 1.0] [--s2-minutes 25] [--jobs 2] [--adapt-epochs 14]
-        [--finetune-options "--gradual-unfreezing"] [--adapted lm-adapted.pt] [--results NAME]
+        [--finetune-options "--gradual-unfreezing"] [--adapted lm-adapted.pt] [--name NAME]
         [--finetune-grid "" "--dropout 0.2" "--pooling concat" ...] [--grid-init LM.pt]
         [--vectors corpora/embeddings/glove-6b-100d.vec]
 
@@ -62,7 +62,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, evaluate_generator, record, table
+from common import ROOT, evaluate_generator, output_options, progress, record, table, use_output
 
 DATA = ROOT / "corpora" / "sentiment" / "movie-snippets"
 GENERATOR_SETTINGS = ["--max-tokens", "1024", "--epochs", "40", "--patience", "3",
@@ -361,12 +361,14 @@ def main() -> None:
     parser.add_argument("--vectors", help="word vectors for a third S1 row (--embeddings)")
     parser.add_argument("--vector-options", default="--embed-dim 100 --vocab-size 16000",
                         help="options of the word-vector runs (after the shipped settings)")
-    parser.add_argument("--results", help="name of the results file (default: pretrain, or "
+    parser.add_argument("--name", help="name of the results file (default: pretrain, or "
                         "pretrain-s1 without --lm-lstm)")
     parser.add_argument("--reuse-kept", action="store_true",
                         help="take the S1 runs a previous run left in --keep with the same "
                              "command instead of training them again")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     global REUSE_KEPT
     REUSE_KEPT = args.reuse_kept and bool(args.keep)
     if args.adapted and len(args.adapted) != len(args.lm):
@@ -407,6 +409,7 @@ def main() -> None:
             init = ["--init", adapted[i]["path"] if adapted else str(Path(lm).resolve()),
                     *finetune_options.split()]
             # Dev-only choice of the finetuning rate, with the first seed.
+            progress(f"finetuning from language model {i + 1} of {len(args.lm)}")
             choice_runs = list(pool.map(
                 lambda scale, i=i, init=init: train(init_name(i, scale), first, work,
                                                     [*init, "--pretrained-lr-scale", scale]),
@@ -418,7 +421,9 @@ def main() -> None:
             init_runs += [best, *pool.map(lambda j: train(j[0], j[1], work, j[2]), jobs)]
             choices.append(choice_runs)
             scales.append(scale)
+        progress("waiting for the trainings from scratch")
         runs = [*init_runs, *(job.result() for job in scratch_jobs)]
+        progress("test accuracy of each model")
         for run in runs:  # test, once per model, after all choices
             run["test_accuracy"] = test_accuracy(run["path"])
         generators = [job.result() for job in generator_jobs]
@@ -471,7 +476,7 @@ def main() -> None:
         lm_line += "\n\n" + lstm_line
     markdown += "\n\nPretraining cost (each model trained once, for every task after it): " \
         + lm_line
-    record(args.results or ("pretrain" if generators else "pretrain-s1"), results, markdown)
+    record(args.name or ("pretrain" if generators else "pretrain-s1"), results, markdown)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, output_options, progress, record, table, use_output
 
 DATA = ROOT / "corpora" / "translation" / "bible-fr-en"
 SHIPPED = ROOT / "checkpoints" / "bible-fr-en-gru-attention.seqtool"
@@ -298,7 +298,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="With --decode-speed: torch threads (0 = torch's default); "
                              "another than the default writes translate-speed-Nthread.*.")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     if args.decode_speed:
         name = "translate-speed"
         if args.threads:
@@ -319,7 +321,9 @@ def main() -> None:
     from seqtool.checkpoint import Checkpoint
 
     meta = Checkpoint.load(SHIPPED).meta
+    progress("evaluate translate, greedy and beam 5")
     greedy, beam = evaluate(1), evaluate(5)
+    progress("beam against greedy under the model's objective")
     search = beam_below_greedy()
     joey = dict(JOEY)
     quality_source = JOEY_ANCHOR

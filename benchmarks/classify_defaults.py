@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, table
+from classify_latency import beyond_import_torch
+from common import ROOT, progress, table
 
 # The shipped twelve-GRU ensemble, by the git blob of its file (checkpoints/sentiment-gru.pt
 # until the distilled default replaced it): `git cat-file blob` restores it in any full clone.
@@ -122,17 +123,21 @@ def compare_defaults(data: Path, fasttext_settings: dict, single: Path | None,
         calls["fastText"] = ["-c", "import sys, fasttext; m = fasttext.load_model(sys.argv[1]);"
                              " print(m.predict([sys.argv[2].lower()]))", str(ft_path), ONE_LINE]
         runs: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(repeats):
+        beyond: dict[str, list[float]] = {name: [] for name in models}
+        for r in range(repeats):
+            progress(f"one-line calls, round {r + 1} of {repeats}")
             for name, args in calls.items():
                 runs[name].append(timed(args))
+                if name in models:
+                    beyond[name].append(beyond_import_torch(models[name], ONE_LINE))
     median = {name: statistics.median(v) for name, v in runs.items()}
     rows = []
     for name, m in out["models"].items():
         m["one_line_s"] = median[name]
-        beyond = median[name] - median["import torch"] if name != "fastText" else None
-        m["beyond_import_torch_s"] = beyond
+        extra = statistics.median(beyond[name]) if name in beyond else None
+        m["beyond_import_torch_s"] = extra
         rows.append([name, m["accuracy"], m["parameters"] or "-", m["megabytes"],
-                     m["sentences_per_s"], m["one_line_s"], "-" if beyond is None else beyond])
+                     m["sentences_per_s"], m["one_line_s"], "-" if extra is None else extra])
     out["import_torch_s"] = median["import torch"]
     out["runs"] = runs
     markdown = table(["model", "test accuracy", "parameters", "MB", "sentences/s (steady)",

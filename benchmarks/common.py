@@ -1,16 +1,48 @@
-"""Shared by the benchmark scripts: machine facts, a table printer, result files."""
+"""Shared by the benchmark scripts: machine facts, a table printer, result files, progress.
+
+Results go to `--results DIR` (default benchmarks/out/, not tracked); only `--record` writes
+the tracked benchmarks/results/ that the docs cite. Progress lines go to stderr."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+OUT = ROOT / "benchmarks" / "out"  # the default --results folder (in .gitignore)
+_output = OUT  # where record() writes; use_output() sets it
+
+
+def output_options(parser: Any) -> None:
+    """--results DIR and --record, for every benchmark script's argument parser."""
+    parser.add_argument("--results", type=Path, default=OUT, metavar="DIR",
+                        help="folder for NAME.json and NAME.md (default: benchmarks/out/, "
+                             "not tracked)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the tracked benchmarks/results/ instead, which the docs "
+                             "cite (for a run that is to replace the published figures)")
+
+
+def use_output(args: Any) -> None:
+    """Take --results/--record from parsed arguments."""
+    global _output
+    _output = RESULTS if args.record else Path(args.results)
+
+
+def output_folder() -> Path:
+    """The folder record() writes to (for a script's own caches beside its results)."""
+    return _output
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict[str, Any]:
@@ -44,19 +76,20 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def record(name: str, results: dict[str, Any], markdown: str,
-           folder: Path | None = None) -> None:
-    """Print the table and write FOLDER/NAME.{json,md} (default benchmarks/results)."""
-    folder = Path(folder) if folder else RESULTS
-    folder.mkdir(parents=True, exist_ok=True)
+def record(name: str, results: dict[str, Any], markdown: str) -> None:
+    """Print the table and write NAME.{json,md} to the --results folder (benchmarks/out/ by
+    default; benchmarks/results/ with --record)."""
+    _output.mkdir(parents=True, exist_ok=True)
     info = machine()
     payload = {"machine": info, **results}
-    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (_output / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     header = (f"# {name}\n\n{info['date']} on {info['cpu']} ({info['cores']} cores, "
               f"{info['torch_threads']} torch threads), Python {info['python']}, "
               f"torch {info['torch']}\n\n")
-    (folder / f"{name}.md").write_text(header + markdown + "\n")
+    (_output / f"{name}.md").write_text(header + markdown + "\n")
     print(markdown)
+    progress(f"wrote {_output / name}.json and .md"
+             + ("" if _output == RESULTS else " (--record writes benchmarks/results/)"))
 
 
 def evaluate_generator(model: str | Path, data: Path, split: str, guidance: str = "1",

@@ -1,7 +1,7 @@
 """Instant answers (issue 32): one-shot commands against `python -c "import torch"`, and the
 numpy backend against the torch backend on the full test sets, in one run, interleaved.
 
-    python benchmarks/instant.py [--rounds 3] [--jobs-rounds 2] [--results DIR]
+    python benchmarks/instant.py [--rounds 5] [--jobs-rounds 2] [--results DIR | --record]
 
 Every row is a fresh `seqtool` process, as a script that calls it once per item runs it (the
 median of `--rounds`); the full-set rows also time the work inside one process (model loaded
@@ -18,9 +18,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, output_options, progress, record, table, use_output
 
 SENTIMENT = ROOT / "corpora" / "sentiment" / "movie-snippets" / "test.tsv"
 BIBLE = ROOT / "corpora" / "translation" / "bible-fr-en"
@@ -52,7 +51,7 @@ def one_shots(rounds: int) -> dict[str, list[float]]:
     for r in range(rounds):
         for name, args in jobs.items():
             times[name].append(run(args)[0])
-        print(f"one-shot round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+        progress(f"one-shot round {r + 1}/{rounds}")
     return times
 
 
@@ -74,7 +73,7 @@ def full_sets(rounds: int) -> tuple[dict[str, list[float]], dict[str, str]]:
                 seconds, out = run(args, stdin)
                 times.setdefault(f"{job} ({backend})", []).append(seconds)
                 outputs[f"{job} ({backend})"] = out
-            print(f"full sets round {r + 1}/{rounds}: {backend}", file=sys.stderr, flush=True)
+            progress(f"full sets round {r + 1}/{rounds}: {backend}")
     return times, outputs
 
 
@@ -123,10 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="one-shot rounds")
     parser.add_argument("--jobs-rounds", type=int, default=2, help="full-set rounds")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="write NAME.md/.json here (default: benchmarks/results)")
     parser.add_argument("--name", default="instant")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     shots = one_shots(args.rounds)
     jobs, outputs = full_sets(args.jobs_rounds)
     inside = in_process()
@@ -154,7 +153,7 @@ def main() -> None:
     markdown = "\n\n".join([one_shot, full, loaded, agree_table])
     results = {"one_shot": shots, "full_sets": jobs, "in_process": inside,
                "agreement": agree, "rounds": args.rounds, "jobs_rounds": args.jobs_rounds}
-    record(args.name, results, markdown, args.results)
+    record(args.name, results, markdown)
 
 
 if __name__ == "__main__":

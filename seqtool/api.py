@@ -168,26 +168,28 @@ class LoadedGenerator(LoadedModel):
     def generate(self, label: str, n: int = 1, prompt: str = "", seed: int = 0,
                  temperature: float = S.temperature, top_k: int = S.top_k,
                  top_p: float = S.top_p, max_output_length: int = S.max_output_length,
-                 guidance: float = S.guidance, lexicon: str = S.lexicon
-                 ) -> list[GenerateResult]:
+                 guidance: float = S.guidance, lexicon: str = S.lexicon,
+                 no_repeat_ngram: int = S.no_repeat_ngram) -> list[GenerateResult]:
         """`n` samples for `label` (continuing `prompt`); the same seed gives the same text.
         The shipped default generator hands a label it does not know (`news`) to the shipped
-        generator that knows it."""
+        generator that knows it. `no_repeat_ngram` N > 0: no sample repeats an N-gram of
+        pieces."""
         return list(self.generate_stream(label, n, prompt, seed, temperature, top_k, top_p,
-                                         max_output_length, guidance, lexicon))
+                                         max_output_length, guidance, lexicon, no_repeat_ngram))
 
     def generate_stream(self, label: str, n: int = 1, prompt: str = "", seed: int = 0,
                         temperature: float = S.temperature, top_k: int = S.top_k,
                         top_p: float = S.top_p, max_output_length: int = S.max_output_length,
-                        guidance: float = S.guidance, lexicon: str = S.lexicon
-                        ) -> Iterator[GenerateResult]:
+                        guidance: float = S.guidance, lexicon: str = S.lexicon,
+                        no_repeat_ngram: int = S.no_repeat_ngram) -> Iterator[GenerateResult]:
         """`generate`'s samples in order, each as soon as it (and those before it) ended."""
         from seqtool.inference.predict import generate_stream
 
         loaded = self._for_label(label)
         for record in generate_stream(loaded, label, n, prompt, max_output_length, temperature,
                                       top_k, top_p, seed, guidance=guidance,
-                                      lexicon=self._lexicon(loaded, lexicon)):
+                                      lexicon=self._lexicon(loaded, lexicon),
+                                      no_repeat_ngram=no_repeat_ngram):
             yield GenerateResult(**record)
 
     def describe_all(self) -> list[dict[str, Any]]:

@@ -229,6 +229,10 @@ class TrainConfig:
     gradual_unfreezing: bool = option(
         False, "With --init or --embeddings: the new layers learn alone in the first epoch, "
         "then one pretrained layer joins each epoch from the top (ULMFiT).")
+    # TensorBoard events (optional dependency); not part of what makes a run (resume)
+    tensorboard: str | None = option(
+        None, "Also write TensorBoard events (loss per step, each dev evaluation) to this "
+        "folder; needs `pip install tensorboard`.", metavar="DIR", show_default=False)
 
 
 # ----------------------------------------------------------------------------- using models
@@ -263,6 +267,10 @@ class SamplingConfig:
         "model", "Words samples may use: model = the words of the model's training text, "
         "stored in it (no limit for a model that stores none); none = any spelling of pieces; "
         "FILE = the words of a word list or text.", metavar="model|none|FILE")
+    # fairseq's and Hugging Face's name; the rule: seqtool.decoding.ngrams
+    no_repeat_ngram: int = option(
+        0, "Never repeat an n-gram of N pieces within a sample (prompt included); stops greedy "
+        "loops. 0 = off.", min=0, metavar="N")
 
 
 @dataclass

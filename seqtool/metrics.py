@@ -10,7 +10,11 @@ from seqtool.words import is_known, words
 
 
 def classification_report(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]):
-    """Accuracy, macro-F1, per-class precision/recall/F1 and a confusion matrix (gold x pred)."""
+    """Accuracy, macro-F1, per-class precision/recall/F1 and a confusion matrix (gold x pred).
+
+    Macro-F1 averages the classes that occur in the data or in the predictions (as
+    scikit-learn's does); a class in neither has no precision, recall or F1 (None), rather
+    than a 0 that the average leaves out."""
     index = {label: i for i, label in enumerate(labels)}
     confusion = [[0] * len(labels) for _ in labels]
     for g, p in zip(gold, predicted, strict=True):
@@ -20,15 +24,19 @@ def classification_report(gold: Sequence[str], predicted: Sequence[str], labels:
         tp = confusion[i][i]
         predicted_i = sum(row[i] for row in confusion)
         gold_i = sum(confusion[i])
+        if not predicted_i and not gold_i:
+            per_class[label] = {"precision": None, "recall": None, "f1": None, "support": 0}
+            continue
         precision = tp / predicted_i if predicted_i else 0.0
         recall = tp / gold_i if gold_i else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": gold_i}
-    present = [label for label in labels if per_class[label]["support"] > 0]
+    present = [label for label in labels if per_class[label]["f1"] is not None]
     total = len(gold)
     return {
         "accuracy": sum(confusion[i][i] for i in range(len(labels))) / total if total else 0.0,
         "macro_f1": sum(per_class[c]["f1"] for c in present) / len(present) if present else 0.0,
+        "macro_f1_classes": len(present),
         "examples": total,
         "per_class": per_class,
         "labels": list(labels),

@@ -119,17 +119,58 @@ def print_classification(report: dict[str, Any]) -> None:
     console = _console()
     console.print(f"[bold]{escape(str(report['data']))}[/]: {report['examples']} examples, "
                   f"accuracy [bold]{report['accuracy']:.4f}[/], "
-                  f"macro-F1 [bold]{report['macro_f1']:.4f}[/]")
+                  f"macro-F1 [bold]{report['macro_f1']:.4f}[/]"
+                  + (f" (over {report['macro_f1_classes']} of {len(report['labels'])} "
+                     "classes: those in the data or the predictions)"
+                     if report.get("macro_f1_classes", len(report["labels"]))
+                     < len(report["labels"]) else ""))
+
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
     table = Table("class", "precision", "recall", "F1", "support")
     for label, m in report["per_class"].items():
-        table.add_row(escape(label), f"{m['precision']:.4f}", f"{m['recall']:.4f}",
-                      f"{m['f1']:.4f}", str(m["support"]))
+        table.add_row(escape(label), score(m["precision"]), score(m["recall"]), score(m["f1"]),
+                      str(m["support"]))
     console.print(table)
-    confusion = Table("gold \\ predicted", *map(escape, report["labels"]),
-                      title="confusion matrix")
-    for label, row in zip(report["labels"], report["confusion"]):
-        confusion.add_row(escape(label), *map(str, row))
-    console.print(confusion)
+    write_stdout("\n".join(confusion_lines(report["labels"], report["confusion"],
+                                           console.width)) + "\n")
+
+
+def confusion_lines(labels: list[str], confusion: list[list[int]], width: int = 80) -> list[str]:
+    """The confusion matrix as text no wider than `width` (when the counts allow): rows gold,
+    columns predicted. Counts are never cut; when the class names do not fit as column heads,
+    the columns are numbered and the rows carry the numbers and the names (cut if need be),
+    with a legend of the full names below."""
+    cell = max([len(str(x)) for row in confusion for x in row] + [1])
+    name = max(len(label) for label in labels)
+    full_cell = max(cell, name)
+    if name + len(labels) * (full_cell + 2) <= width:  # the names themselves head the columns
+        lines = ["confusion matrix (rows: gold, columns: predicted)",
+                 " " * name + "".join(f"  {label:>{full_cell}}" for label in labels)]
+        lines += [f"{label:<{name}}" + "".join(f"  {x:>{full_cell}}" for x in row)
+                  for label, row in zip(labels, confusion)]
+        return lines
+    number = len(str(len(labels)))
+    cell = max(cell, number)
+    room = width - len(labels) * (cell + 1) - number - 1  # what is left for the row names
+    short = [label if len(label) <= room else label[:max(room - 1, 0)] + "…" if room > 1
+             else "" for label in labels]
+    head = number + 1 + max(len(x) for x in short)
+    lines = ["confusion matrix (rows: gold, columns: predicted; classes by number)",
+             " " * head + "".join(f" {i + 1:>{cell}}" for i in range(len(labels)))]
+    lines += [f"{i + 1:>{number}} {short[i]:<{head - number - 1}}"
+              + "".join(f" {x:>{cell}}" for x in row) for i, row in enumerate(confusion)]
+    lines.append("classes:")
+    entries = [f"{i + 1} = {label}" for i, label in enumerate(labels)]
+    line = " "
+    for entry in entries:
+        if len(line) > 1 and len(line) + len(entry) + 2 > width:
+            lines.append(line.rstrip(","))
+            line = " "
+        line += f" {entry},"
+    lines.append(line.rstrip(","))
+    return lines
 
 
 def print_generation(report: dict[str, Any]) -> None:
@@ -203,24 +244,231 @@ def checkpoint_summary(path: str | None) -> dict[str, Any]:
         # The words samples may use: thousands; their count says enough.
         **({"lexicon": f"{len(ckpt.meta['lexicon'])} words"}
            if isinstance(ckpt.meta.get("lexicon"), list) else {}),
+        "inputs": recorded_inputs(path, ckpt.meta),
     }
 
 
-def print_info(summary: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+def recorded_inputs(path: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files the run that made a checkpoint read (`meta["inputs"]`; for older files what
+    the run fingerprint and command tell), each with `here`: whether the file of that name is
+    now the same (by SHA-256), differs, is missing, or is this very checkpoint (a teacher since
+    replaced by its student)."""
+    import os
+    import shlex
 
-    console = _console()
-    table = Table(show_header=False, title=escape(summary["path"]))
+    from seqtool.training.resume import file_digest
+
+    inputs = meta.get("inputs")
+    if not isinstance(inputs, list):  # written before inputs were recorded
+        run = meta.get("run") if isinstance(meta.get("run"), dict) else {}
+        data, options = run.get("data") or {}, run.get("options") or {}
+        try:
+            words = shlex.split(str(meta.get("command", "")))
+        except ValueError:
+            words = []
+        flags = {"--train": "train_path", "--dev": "dev_path", "--tokenizer": "tokenizer_path",
+                 "--init": "init", "--embeddings": "embeddings"}
+        given = {flags[w]: v for w, v in zip(words, words[1:]) if w in flags}  # last wins
+        inputs = [{"option": next(f for f, k in flags.items() if k == key), "path": given[key],
+                   "sha256": digest} for key, digest in data.items()
+                  if key in given and isinstance(digest, str)]
+        if options.get("teacher"):
+            inputs.append({"option": "--teacher", "path": options["teacher"],
+                           "sha256": options.get("teacher_digest")})
+    found = []
+    for entry in inputs:
+        if not isinstance(entry, dict) or not entry.get("path"):
+            continue
+        where = str(entry["path"])
+        if os.path.exists(where) and os.path.samefile(where, path):
+            here = "this checkpoint now (then another file)"
+        elif not os.path.isfile(where):
+            here = "missing"
+        else:
+            try:
+                here = "same" if file_digest(where) == entry.get("sha256") else "differs"
+            except Exception:  # unreadable: say so, never fail `info`
+                here = "unreadable"
+        found.append({**entry, "here": here})
+    return found
+
+
+def toml_lines(name: str, value: dict[str, Any] | list[dict[str, Any]],
+               width: int = 80) -> list[str]:
+    """A dict as a TOML table `[name]` (a list of dicts as [[name]]; nested dicts as
+    [name.key], lists of dicts as [[name.key]]); None, which TOML lacks, as a comment. Arrays
+    longer than `width` take a line per element."""
+    import json
+    import re
+
+    def key(k: Any) -> str:
+        return str(k) if re.fullmatch(r"[A-Za-z0-9_-]+", str(k)) else json.dumps(str(k))
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return "nan" if v != v else ("inf" if v == math.inf else "-inf" if v == -math.inf
+                                         else repr(v))
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            items = [scalar(x) for x in v if x is not None]
+            one = "[" + ", ".join(items) + "]"
+            return one if len(one) <= width - 30 else (
+                "[\n" + "".join(f"  {x},\n" for x in items) + "]")
+        return json.dumps(str(v), ensure_ascii=False)
+
+    def table(path: str, d: dict[str, Any], array: bool = False) -> list[str]:
+        lines = [f"[[{path}]]" if array else f"[{path}]"]
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                nested += table(f"{path}.{key(k)}", v)
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                for x in v:
+                    nested += table(f"{path}.{key(k)}", x, array=True)
+            elif v is None:
+                lines.append(f"# {key(k)}: none")
+            else:
+                lines.append(f"{key(k)} = {scalar(v)}")
+        return lines + nested
+
+    if isinstance(value, list):
+        return [line for item in value for line in table(key(name), item, array=True)]
+    return table(key(name), value)
+
+
+HISTORY_HEADS = {"train_loss": "loss", "tokens_per_s": "tok/s"}
+
+
+def history_lines(history: list[dict[str, Any]], width: int = 80) -> list[str]:
+    """The training history as aligned columns, never cut: short heads, compact numbers, and
+    when the columns are too many for `width`, more blocks, each led by the step."""
+    columns = list(dict.fromkeys(k for record in history for k in record))
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.2e}" if v and abs(v) < 1e-2 else f"{v:.4g}" if abs(v) < 1e5 else \
+                f"{v:.0f}"
+        return "" if v is None else str(v)
+
+    cells = {c: [cell(r.get(c)) for r in history] for c in columns}
+    widths = {c: max([len(HISTORY_HEADS.get(c, c))] + [len(x) for x in cells[c]]) for c in columns}
+    lead = [c for c in ("step",) if c in columns]
+    rest = [c for c in columns if c not in lead]
+    blocks, block = [], list(lead)
+    for c in rest:
+        if len(block) > len(lead) and sum(widths[x] + 2 for x in block + [c]) > width:
+            blocks.append(block)
+            block = list(lead)
+        block.append(c)
+    blocks.append(block)
+    lines = ["training history"]
+    for number, block in enumerate(blocks):
+        if number:
+            lines.append("")
+        lines.append("  ".join(f"{HISTORY_HEADS.get(c, c):>{widths[c]}}" for c in block))
+        lines += ["  ".join(f"{cells[c][i]:>{widths[c]}}" for c in block)
+                  for i in range(len(history))]
+    return lines
+
+
+def command_lines(command: str, width: int = 80) -> list[str]:
+    """A shell command wrapped at `width` with backslashes, each option beside its value."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return [command]
+    parts: list[str] = []
+    for w in words:  # "--flag value" stays together
+        if parts and parts[-1].startswith("-") and " " not in parts[-1] and \
+                not w.startswith("-") and len(parts) > 1:
+            parts[-1] += " " + shlex.quote(w)
+        else:
+            parts.append(shlex.quote(w))
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) + 3 > width:
+            lines.append(line + " \\")
+            line = "    " + part
+        else:
+            line = f"{line} {part}" if line else part
+    return lines + [line]
+
+
+def print_info(summary: dict[str, Any]) -> None:
+    """A checkpoint's summary for people: its facts, the command and inputs that made it, its
+    configurations as TOML (what `--config` reads) and its training history, within the
+    terminal's width."""
+    width = _console().width
+    summary = dict(summary)
     history = summary.pop("history", [])
     if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
         summary["history"], history = history, []  # an edited file: show it as it is
-    for key, value in summary.items():
-        table.add_row(escape(str(key)), escape(str(value)))
-    console.print(table)
+    command = summary.pop("command", None)
+    inputs = summary.pop("inputs", None)
+    tables = {k: v for k, v in summary.items() if isinstance(v, dict)
+              or (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
+    facts = {k: v for k, v in summary.items() if k not in tables}
+    lines = [str(facts.pop("path"))]
+    name = max(len(str(k)) for k in facts) if facts else 0
+    import textwrap
+
+    for k, v in facts.items():
+        text = ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+        lines += textwrap.wrap(text, width=max(width - name - 4, 20),
+                               initial_indent=f"  {k:<{name}}  ",
+                               subsequent_indent=" " * (name + 4)) or [f"  {k}"]
+    if command:
+        lines += ["", "command (as recorded):"]
+        lines += ["  " + x for x in command_lines(str(command), width - 2)]
+    if inputs:
+        lines += ["", "inputs (sha256; here = the file of that name now):"]
+        for entry in inputs:
+            digest = str(entry.get("sha256") or "-")[:16]
+            lines.append(f"  {entry['option']} {entry['path']}")
+            lines.append(f"      sha256 {digest}…  here: {entry['here']}")
+    for key, value in tables.items():
+        lines.append("")
+        lines += toml_lines(key, value, width)
     if history:
-        columns = list(history[-1].keys())
-        h = Table(*map(escape, map(str, columns)), title="training history")
-        for record in history:
-            h.add_row(*(escape(str(record.get(c, ""))) for c in columns))
-        console.print(h)
+        lines.append("")
+        lines += history_lines(history, width)
+    write_stdout("\n".join(lines) + "\n")
+
+
+def training_runs(paths: list[str], chain: bool = True) -> list[dict[str, Any]]:
+    """The training record of each checkpoint as curves (`seqtool.plot.run_curves`), each
+    preceded, with `chain`, by the runs it started from (--init) when their files are at hand
+    and unchanged since: a pretrain → finetune chain in order."""
+    import os
+
+    from seqtool.checkpoint import Checkpoint
+    from seqtool.inference.predict import resolve_path
+    from seqtool.plot import run_curves
+
+    runs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        path = str(resolve_path(name, "classify"))
+        if os.path.realpath(path) in seen:
+            return
+        seen.add(os.path.realpath(path))
+        ckpt = Checkpoint.load(path)
+        if chain:
+            for entry in recorded_inputs(path, ckpt.meta):
+                if entry["option"] == "--init" and entry["here"] == "same":
+                    visit(entry["path"])
+        metric = next((k[len("best_"):] for k in ckpt.meta if k.startswith("best_")), None)
+        history = ckpt.meta.get("history")
+        if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+            history = []
+        runs.append(run_curves(path, ckpt.task, history, metric))
+
+    for name in paths:
+        visit(name)
+    return runs

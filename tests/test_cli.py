@@ -183,7 +183,7 @@ def all_commands(group=None, path=()):
 def test_all_commands_are_reached():
     paths = {path for path, _ in all_commands()}
     assert paths == {("classify",), ("convert",), ("distill",), ("embed",), ("ensemble",),
-                     ("generate",), ("info",), ("models",),
+                     ("generate",), ("info",), ("models",), ("plot",),
                      ("pretrain",), ("serve",), ("tokenize",), ("translate",),
                      ("tokenizer", "train"),
                      ("train", "classify"), ("train", "generate"), ("train", "translate"),

@@ -60,7 +60,7 @@ def test_training_options_come_from_train_config(path):
     opts = options_of(command(*path))
     expected = {"epochs", "max_tokens", "lr", "warmup", "warmup_steps", "schedule", "clip_norm",
                 "eval_every", "patience", "seed", "device", "precision", "max_steps",
-                "max_minutes", "half_checkpoint", "keep", "ema", "quiet"}
+                "max_minutes", "half_checkpoint", "keep", "ema", "quiet", "tensorboard"}
     if path in (("train", "classify"), ("train", "generate")):  # with --init
         expected |= {"pretrained_lr_scale", "gradual_unfreezing"}
     for f in fields(TrainConfig):

@@ -109,7 +109,7 @@ def test_a_run_that_learned_nothing_warns_and_a_warmup_longer_than_the_run_too(t
     warnings = [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("Warning:")]
     assert len(warnings) == 2
-    assert f"outlasted the run ({summary['steps']} steps)" in warnings[0]
+    assert f"outlasted the run ({trained.summary['steps']} steps)" in warnings[0]
     assert "near chance (0.3333" in warnings[1] and "30 dev examples" in warnings[1]
 
 

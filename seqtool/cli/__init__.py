@@ -11,7 +11,7 @@ stderr.
     distill.py   distill (a student classifier from a teacher)
     predict.py   classify, embed, generate, translate
     evaluate.py  evaluate classify|generate|translate
-    tools.py     tokenizer train, tokenize, ensemble, info, models
+    tools.py     tokenizer train, tokenize, ensemble, info, models, plot
     convert.py   convert (a torch checkpoint to a model file)
     serve.py     serve (the HTTP server is seqtool.serve)
 """
@@ -51,6 +51,9 @@ COMMANDS = {  # name: ("module:command", the short help `seqtool --help` lists)
     "models": ("seqtool.cli.tools:models",
                "List the shipped models: name, task, labels or languages, domain, size and "
                "score."),
+    "plot": ("seqtool.cli.tools:plot",
+             "Draw a checkpoint's training record: train loss, dev metric and learning rate "
+             "over steps (PNG)."),
     "pretrain": ("seqtool.cli.train:pretrain",
                  "Pretrain a recurrent language model on unlabelled text, for `train "
                  "classify|generate --init`: its checkpoint holds the tokenizer, the embeddings "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from seqtool.cli.options import field_option, option
-from seqtool.cli.train import classifier_training_options, labeled_data_options
+from seqtool.cli.train import (
+    canonical_command,
+    classifier_training_options,
+    labeled_data_options,
+)
 from seqtool.config import DistillConfig
 
 
@@ -31,8 +33,8 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
 
     \b
     Example:
-      S=corpora/sentiment/movie-snippets   # teacher: see checkpoints/README.md
-      seqtool distill --teacher sentiment-gru-ensemble.pt --train $S/train.tsv \\
+      S=corpora/sentiment/movie-snippets   # teacher: the shipped classifier
+      seqtool distill --teacher sentiment --train $S/train.tsv \\
         --dev $S/dev.tsv --augment 12 --adversarial 0.05 \\
         --init checkpoints/english-gru-lm-glove.seqtool --out student.pt --half-checkpoint
     """
@@ -48,4 +50,4 @@ def distill(teacher, train_path, dev_path, unlabelled, **opts):
         given["temperature"] = given.pop("distill_temperature")
     out = given.pop("out")
     run_distill(teacher, train_path, dev_path, out, unlabelled,
-                command="seqtool " + " ".join(sys.argv[1:]), **given)
+                command=canonical_command(ctx), **given)

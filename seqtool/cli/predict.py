@@ -36,6 +36,7 @@ from seqtool.cli.options import (
     temperature_option,
     top_p_option,
 )
+from seqtool.errors import SeqtoolError
 
 if TYPE_CHECKING:
     from seqtool.text.columns import Columns
@@ -90,7 +91,7 @@ def classify(texts, model, input_path, column, header, out, fmt, max_input_lengt
     \b
     Examples:
       seqtool classify "A gorgeous, witty film." "Dull and far too long."
-      seqtool classify -i reviews.csv --column review --format jsonl | jq .label
+      cut -f2 corpora/sentiment/movie-snippets/test.tsv | seqtool classify --format jsonl
     """
     refuse_texts_and_input(texts, input_path)
     import seqtool
@@ -151,7 +152,7 @@ def embed(texts, model, input_path, out, column, header, fmt, max_input_length, 
     \b
     Examples:
       seqtool embed "I love my cat." | jq '.vector | length'
-      seqtool embed -i sentences.txt --out vectors.npy
+      seqtool embed -i corpora/pretraining/dev.txt --out vectors.npy
     """
     refuse_texts_and_input(texts, input_path)
     import seqtool
@@ -193,13 +194,15 @@ def embed(texts, model, input_path, out, column, header, fmt, max_input_length, 
 @max_output_length_option
 @guidance_option("Strengthen the class: contrast with the other classes (0 = off).")
 @lexicon_option
+@sampling_option("no_repeat_ngram")
 @seed_option("Random seed; same seed, same text.")
 @format_option(LINE_FORMATS)
 @errors_option
 @device_option
 @backend_option
 def generate(model, label, count, prompt, input_path, column, header, out, temperature, top_k,
-             top_p, max_output_length, guidance, lexicon, seed, fmt, errors, device, backend):
+             top_p, max_output_length, guidance, lexicon, no_repeat_ngram, seed, fmt, errors,
+             device, backend):
     """Generate sentences for a class (S2); the model reads its own previous output.
 
     Each sample is written as soon as it (and those before it) ended.
@@ -208,8 +211,9 @@ def generate(model, label, count, prompt, input_path, column, header, out, tempe
     Examples:
       seqtool generate --label positive -n 5
       seqtool generate --label news -n 3   # the Brown genre generator (15 genres)
-      seqtool generate --label negative --prompt "The plot" --temperature 0
-      printf 'The plot\nThe actors\n' | seqtool generate --label negative -i -
+      seqtool generate --label positive --prompt "the film" --temperature 0 \\
+        --no-repeat-ngram 2
+      printf 'The plot\\nThe actors\\n' | seqtool generate --label negative -i -
     """
     import seqtool
     from seqtool.report import RecordWriter
@@ -220,7 +224,8 @@ def generate(model, label, count, prompt, input_path, column, header, out, tempe
         raise click.UsageError("--column and --header read the prompts of -i FILE")
     generator = seqtool.load("generate", model, device, backend=backend)
     options = dict(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                   max_output_length=max_output_length, guidance=guidance, lexicon=lexicon)
+                   max_output_length=max_output_length, guidance=guidance, lexicon=lexicon,
+                   no_repeat_ngram=no_repeat_ngram)
     writer = RecordWriter(fmt, text=lambda r: r["text"],
                           tsv=lambda r: f"{r['label']}\t{r['logprob']:.4f}\t{r['text']}")
     # a prompt per line; each gets the same seed, so reruns agree
@@ -271,7 +276,8 @@ def translate(ctx, texts, model, input_path, column, header, out, beam, length_p
     \b
     Examples:
       echo "Au commencement, Dieu créa les cieux et la terre." | seqtool translate
-      cut -f1 pairs.tsv | seqtool translate --beam 5 | sacrebleu ref.txt
+      D=corpora/translation/bible-fr-en   # Bible French only: see checkpoints/README.md
+      seqtool translate --beam 5 -i $D/test.fr | sacrebleu $D/test.en
       seqtool translate --n-best 3 --format jsonl "Dieu est amour."
     """
     import seqtool
@@ -282,14 +288,17 @@ def translate(ctx, texts, model, input_path, column, header, out, beam, length_p
     if n_best > beam:
         raise click.UsageError("--n-best cannot exceed --beam", ctx)
     columns = input_columns(texts, column, header)
-    if attention_png:
+    if attention_png:  # all that can be known before any work
         from seqtool.checkpoint import check_writable, refuse_overwriting_input
+        from seqtool.plot import require_matplotlib
 
+        require_matplotlib("--attention-png")
         refuse_overwriting_input(attention_png, [input_path])
         check_writable(Path(attention_png), special_ok=True)
     translator = seqtool.load("translate", model, device, backend=backend)
     want_attention = bool(attention_png or show_attention)
     first = [True]
+    picture_failed: list[Exception] = []  # raised once the translations are out
 
     def answer(chunk):
         results = translator.translate(chunk, beam, length_penalty, n_best, max_length_ratio,
@@ -301,11 +310,16 @@ def translate(ctx, texts, model, input_path, column, header, out, beam, length_p
                 if show_attention:
                     attention_table(r.attention)
                 if attention_png and first[0]:
-                    save_attention_png(r.attention, attention_png)
-                    click.echo(f"wrote {attention_png}", err=True)
+                    try:
+                        save_attention_png(r.attention, attention_png)
+                        click.echo(f"wrote {attention_png}", err=True)
+                    except (SeqtoolError, OSError) as e:
+                        picture_failed.append(e)
                 first[0] = False
         return [r.to_record() for r in results]
 
     write_answers(read_text_chunks(texts, input_path, 512, errors, columns), answer, RecordWriter(
         fmt, text=lambda r: r["translation"],
         tsv=lambda r: f"{r['source']}\t{r['translation']}\t{r['score']:.4f}"), out, input_path)
+    if picture_failed:
+        raise picture_failed[0]

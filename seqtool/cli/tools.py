@@ -1,7 +1,8 @@
-"""`seqtool tokenizer train`, `tokenize`, `ensemble` and `info`: tools around the models."""
+"""`seqtool tokenizer train`, `tokenize`, `ensemble`, `info` and `plot`: tools around the models."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -126,8 +127,8 @@ def tokenize(texts, model, input_path, ids, decode, target, max_input_length, er
 
     \b
     Example:
-      echo "I love my cat." | seqtool tokenize
-      echo "▁I ▁love ▁my ▁cat ." | seqtool tokenize --decode
+      echo "I love my cat." | seqtool tokenize   # ▁i ▁love ▁my ▁cat . (it lowercases)
+      echo "▁i ▁love ▁my ▁cat ." | seqtool tokenize --decode   # i love my cat.
     """
     refuse_texts_and_input(texts, input_path)
     from seqtool.text.data import read_text_chunks
@@ -165,11 +166,15 @@ def ensemble(checkpoints, out, half_checkpoint):
 
     \b
     Example:
-      seqtool ensemble vectors.pt lm-finetuned.pt -o combined.pt
+      S=corpora/sentiment/movie-snippets
+      seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out a.pt --seed 1
+      seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out b.pt --seed 2 \\
+        --init checkpoints/english-gru-lm-glove.pt
+      seqtool ensemble a.pt b.pt -o combined.pt
     """
     from seqtool.inference.combine import combine_classifiers
 
-    combined = combine_classifiers(checkpoints, out, "seqtool " + " ".join(sys.argv[1:]),
+    combined = combine_classifiers(checkpoints, out, shlex.join(["seqtool", *sys.argv[1:]]),
                                    half_checkpoint)
     members = sum(part["members"] for part in combined.meta["parts"])
     click.echo(f"wrote {out}: {len(combined.meta['parts'])} classifiers, {members} GRUs",
@@ -238,3 +243,32 @@ def models(fmt):
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5]
              for row in table]
     write_stdout("\n".join(lines) + f"\n(files in {checkpoints_folder()})\n")
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@out_option("The PNG to write.", required=True)
+@click.option("--chain/--no-chain", default=True, show_default=True,
+              help="Also draw the runs each checkpoint started from (--init), when their "
+                   "files are at hand and unchanged.")
+def plot(checkpoints, out, chain):
+    """Draw a checkpoint's training record: train loss, dev metric and learning rate over
+    steps (PNG).
+
+    A column per run: with several checkpoints, or a checkpoint started from another
+    (--init), a pretrain → finetune chain in order. Needs matplotlib.
+
+    \b
+    Example:
+      seqtool plot checkpoints/brown-genre-gru.pt --out curves.png
+    """
+    from seqtool.checkpoint import check_writable, refuse_overwriting_input
+    from seqtool.plot import require_matplotlib, save_training_curves
+    from seqtool.report import training_runs
+
+    require_matplotlib("seqtool plot")
+    refuse_overwriting_input(out, list(checkpoints))
+    check_writable(Path(out))
+    runs = training_runs(list(checkpoints), chain)
+    save_training_curves(runs, out)
+    click.echo(f"wrote {out}: {len(runs)} run(s)", err=True)

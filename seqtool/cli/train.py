@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -42,7 +41,36 @@ def run(task: str, options: dict[str, Any]) -> None:
     ctx = click.get_current_context()
     given = {name for name in options
              if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
-    run_training(task, options, given, "seqtool " + " ".join(sys.argv[1:]))
+    run_training(task, options, given, canonical_command(ctx))
+
+
+def canonical_command(ctx: click.Context) -> str:
+    """The command that reproduces this run, for the checkpoint's record: every option the
+    user gave (on the command line or through --config) in its current spelling, shell-quoted,
+    in --help order. Old spellings, repeats and --config files do not survive in it."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    words = ["seqtool", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in ("config", "help"):
+            continue
+        if ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        value = ctx.params.get(param.name)
+        old = getattr(param, "old", set())
+        flag = next(o for o in param.opts if o.startswith("--") and o not in old)
+        if param.is_flag and param.secondary_opts:
+            words.append(flag if value else param.secondary_opts[0])
+        elif param.is_flag:
+            if value:
+                words.append(flag)
+        else:
+            for v in value if param.multiple else [value]:
+                if v is not None:
+                    words += [flag, str(v)]
+    return shlex.join(words)
 
 
 def labeled_data_options(f):
@@ -86,6 +114,7 @@ training_options = stack(
            origin="train.tokenizer",
            help="Reuse a trained sentencepiece .model instead of training one."),
     train_option("quiet"),
+    train_option("tensorboard"),
 )
 
 INIT_HELP = ("Start from a language model of `seqtool pretrain`: its tokenizer (in place of "

@@ -60,7 +60,7 @@ def random_generator(seed: int | np.random.Generator | None) -> np.random.Genera
 def sample(
     model: Any, labels: Any, prompt: list[int], max_tokens: int, temperature: float = 1.0,
     top_k: int = 0, top_p: float = 1.0, generator: int | np.random.Generator | None = None,
-    guidance: float = 0.0, lexicon: Lexicon | None = None,
+    guidance: float = 0.0, lexicon: Lexicon | None = None, no_repeat_ngram: int = 0,
 ) -> list[Hypothesis]:
     """Draw one sequence per label, all in parallel; the model reads its own y(t-1).
 
@@ -71,19 +71,21 @@ def sample(
     log-probability of the sampled tokens (after the prompt) under the model itself.
 
     With a `lexicon` each row samples only among the pieces that keep its words inside it
-    (`Lexicon.allowed`); a row with no allowed piece samples freely. `generator` is a seed or
-    a numpy random generator.
+    (`Lexicon.allowed`); a row with no allowed piece samples freely. With `no_repeat_ngram`
+    N > 0 no row repeats an N-gram of its own (prompt included; `ngrams.py`); a row that the
+    rule would leave without a choice keeps them all. `generator` is a seed or a numpy random
+    generator.
     """
     labels = np.asarray(labels, np.int64)
     found = dict(sample_stream(model, labels, prompt, max_tokens, temperature, top_k, top_p,
-                               generator, guidance, lexicon))
+                               generator, guidance, lexicon, no_repeat_ngram))
     return [found[i] for i in range(len(labels))]
 
 
 def sample_stream(
     model: Any, labels: Any, prompt: list[int], max_tokens: int, temperature: float = 1.0,
     top_k: int = 0, top_p: float = 1.0, generator: int | np.random.Generator | None = None,
-    guidance: float = 0.0, lexicon: Lexicon | None = None,
+    guidance: float = 0.0, lexicon: Lexicon | None = None, no_repeat_ngram: int = 0,
 ) -> Iterator[tuple[int, Hypothesis]]:
     """`sample`, yielding (row, hypothesis) as each row ends, so a caller can show it at once
     (and keep it when interrupted); rows ending at the same step come in row order."""
@@ -104,6 +106,7 @@ def sample_stream(
     rows = np.arange(n)
     if lexicon is not None:
         tails = [lexicon.tail_of("".join(lexicon.texts[i] for i in prompt))] * n
+    histories = [list(prompt) for _ in range(n)]  # for no_repeat_ngram
 
     def finished(ended: list[int]) -> Iterator[tuple[int, Hypothesis]]:
         table = np.stack(tokens, 1)[ended].tolist() if tokens else [[] for _ in ended]
@@ -123,6 +126,8 @@ def sample_stream(
             allowed = np.stack([lexicon.allowed(t) for t in tails])
             allowed |= ~allowed.any(-1, keepdims=True)
             steer = np.where(allowed, steer, -np.inf)
+        if no_repeat_ngram > 0:
+            steer = ban_repeats(steer, histories, no_repeat_ngram)
         if temperature <= 0:
             choice = steer.argmax(-1)
         else:
@@ -130,6 +135,8 @@ def sample_stream(
         choice[done] = PAD
         scores += np.where(done, np.float32(0), logp[rows, choice])
         tokens.append(choice)
+        for history, token in zip(histories, choice.tolist(), strict=True):
+            history.append(token)
         ended = (choice == END) & ~done
         done |= ended
         if ended.any():
@@ -140,6 +147,22 @@ def sample_stream(
             tails = [lexicon.advance(t, c) for t, c in zip(tails, choice.tolist(), strict=True)]
         logits, state = steps.step(state, np.tile(np.where(done, START, choice), blocks))
     yield from finished(np.flatnonzero(~done).tolist())  # cut at max_tokens
+
+
+def ban_repeats(scores: np.ndarray, histories: list[list[int]], n: int) -> np.ndarray:
+    """`scores` with the tokens that would repeat an n-gram of each row's history at -inf; a
+    row left with no finite score keeps its scores (better a repeat than no token)."""
+    from seqtool.decoding.ngrams import banned_per_row
+
+    per_row = banned_per_row(histories, n)
+    if not any(per_row):
+        return scores
+    banned = scores.copy()
+    for row, ids in enumerate(per_row):
+        banned[row, list(ids)] = -np.inf
+    stuck = ~np.isfinite(banned).any(-1) & np.isfinite(scores).any(-1)
+    banned[stuck] = scores[stuck]
+    return banned
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

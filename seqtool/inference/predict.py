@@ -202,6 +202,7 @@ def generate_stream(
     loaded: Loaded, label: str, n: int, prompt: str = "", max_tokens: int = 60,
     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
     batch_size: int = 256, guidance: float = 0.0, lexicon: Lexicon | None = None,
+    no_repeat_ngram: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """N samples for a class, generated in parallel batches; deterministic for a seed. With a
     `lexicon` (`lexicon_for`) every word of a sample is one of its words.
@@ -221,7 +222,7 @@ def generate_stream(
         ready: dict[int, Hypothesis] = {}
         following = 0
         stream = sample_stream(loaded.model, ys, prompt_ids, max_tokens, temperature, top_k,
-                               top_p, rng, guidance, lexicon)
+                               top_p, rng, guidance, lexicon, no_repeat_ngram)
         for row, hypothesis in stream:
             ready[row] = hypothesis
             while following in ready:

@@ -122,6 +122,7 @@ class Trainer:
         self.bad_evals = 0
         self.finished = False  # True once fit ends whole; a run killed mid-way leaves False
         self.history: list[dict[str, Any]] = []
+        self.events: Any = None  # an EventWriter (--tensorboard), set by the caller
         self.train_seconds = 0.0
         self.tokens_seen = 0
         self.window_loss, self.window_units = 0.0, 0
@@ -229,6 +230,16 @@ class Trainer:
         ckpt.train_state = self.train_state()
         ckpt.save(last_path(self.out))
 
+    def complete_history(self) -> None:
+        """Give --out the whole run's history, not only the evaluations up to its best, so
+        that its record (`seqtool plot`, `info`) shows the run that chose it."""
+        if self.rank != 0 or not self.out.is_file():
+            return
+        ckpt = Checkpoint.load(self.out)
+        if ckpt.meta.get("history") != self.history:
+            ckpt.meta["history"] = self.history
+            ckpt.save(self.out, half=self.config.half_checkpoint)
+
     def progress_meta(self) -> dict[str, Any]:
         return {"history": self.history, "train_seconds": round(self.train_seconds, 1),
                 "steps": self.step}
@@ -303,6 +314,8 @@ class Trainer:
             **{k: round(v, 4) for k, v in metrics.items()},
         }
         self.history.append(record)
+        if self.events is not None and self.rank == 0:
+            self.events.evaluation(record)
         self.window_loss, self.window_units = 0.0, 0
         self.log(
             f"step {self.step} epoch {record['epoch']}: train loss {record['train_loss']}, "
@@ -363,6 +376,8 @@ class Trainer:
                     self.batch_in_epoch += 1
                     tps = self.tokens_seen / max(1e-9, self.train_seconds)
                     progress.update(bar, advance=1, loss=loss / max(1, units), tps=tps)
+                    if self.events is not None and self.rank == 0:
+                        self.events.batch(self.step, loss / max(1, units))
                     if progress.disable and time.perf_counter() - last_log > 60:
                         # No live bar (a log file, CI): a line a minute shows progress.
                         last_log = time.perf_counter()
@@ -393,6 +408,7 @@ class Trainer:
                 self.evaluate(scheduled=False)  # saves the last checkpoint too
             else:
                 self.save_last()
+            self.complete_history()
         best = self.best_saved if self.best_saved is not None else self.best
         if best is None:
             best = float("nan")

@@ -30,7 +30,7 @@ def last_path(out: Path) -> Path:
 
 # Options that may change when a run is resumed: how long it runs, where, how loudly.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "max_minutes", "patience", "device",
-                               "quiet", "resume", "out"})
+                               "quiet", "resume", "out", "tensorboard"})
 # Options naming files whose content, not name, belongs to the run.
 DATA_FILES = frozenset({"train_path", "dev_path", "train_src", "train_tgt", "dev_src",
                         "dev_tgt", "tokenizer_path", "init", "embeddings"})

@@ -85,6 +85,10 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
         from seqtool.shipped import resolve_model
 
         opts["init"] = str(resolve_model(opts["init"], tuple(dict.fromkeys(("pretrain", task)))))
+    if opts.get("tensorboard"):  # an optional package: checked before any work
+        from seqtool.training.events import require_tensorboard
+
+        require_tensorboard(opts["tensorboard"])
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
@@ -221,6 +225,27 @@ def _refuse_overwriting_data(opts: dict[str, Any]) -> None:
         refuse_overwriting_input(target, inputs)
 
 
+def recorded_inputs(opts: Mapping[str, Any], digests: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every file the run read, by option (its flag), path as given and SHA-256, so that the
+    record names the inputs a rerun needs and shows when a file of that name changed since
+    (a distilled model's teacher, say, replaced by the student). `digests`: the run
+    fingerprint's, by option; a teacher's and unlabelled files' come with their options."""
+    named = {**{k: (opts.get(k), digests.get(k)) for k in DATA_OPTIONS},
+             "teacher": (opts.get("teacher"), opts.get("teacher_digest")),
+             "unlabelled": (opts.get("unlabelled"), opts.get("unlabelled_digests"))}
+    flags = {"train_path": "--train", "dev_path": "--dev", "tokenizer_path": "--tokenizer"}
+    inputs = []
+    for key, (paths, sums) in named.items():
+        if not paths:
+            continue
+        paths = list(paths) if isinstance(paths, (list, tuple)) else [paths]
+        sums = list(sums) if isinstance(sums, (list, tuple)) else [sums]
+        for path, digest in zip(paths, sums + [None] * (len(paths) - len(sums))):
+            inputs.append({"option": flags.get(key, "--" + key.replace("_", "-")),
+                           "path": str(path), "sha256": digest})
+    return inputs
+
+
 def _run(task_name: str, opts: dict[str, Any], setup: Callable, command: str) -> dict[str, Any]:
     """The run itself, holding the lock on --out (the first process of a torchrun launch
     holds it for all: only it writes)."""
@@ -271,6 +296,7 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
                            trained=trained)
     meta = run_meta(command, config.seed, {k: opts[k] for k in TRAIN_KEYS if k in opts})
     meta["run"] = fingerprint
+    meta["inputs"] = recorded_inputs(opts, fingerprint["data"])
     if language_model is not None and task_name in ("generate", "pretrain"):
         meta["lexicon"] = list(language_model.meta.get("lexicon", []))
     try:
@@ -310,7 +336,15 @@ def _locked_run(task_name: str, opts: dict[str, Any], setup: Callable,
     params = sum(p.numel() for p in model.parameters())
     trainer.log(f"training {task_name}: {params / 1e6:.2f}M parameters, "
                 f"{len(task.lengths)} examples, {len(trainer.epoch_batches(0))} batches/epoch")
-    result = trainer.fit()
+    if opts.get("tensorboard") and trainer.rank == 0:
+        from seqtool.training.events import EventWriter
+
+        trainer.events = EventWriter(opts["tensorboard"])
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.events is not None:
+            trainer.events.close()
     trainer.log(f"done: {config.keep} dev {task.metric} {result['best']:.4f} after "
                 f"{result['steps']} steps, {result['seconds']:.0f}s; wrote {out}")
     if trainer.rank == 0:
