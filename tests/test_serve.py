@@ -92,6 +92,10 @@ def test_generate_answers_as_the_cli(server, toy_generator):
     # the CLI's defaults: n 1, seed 0, temperature 0.8, guidance 1
     assert post(server, "/generate", {"label": "negative", "prompt": "the"}) == cli_records(
         "generate", "-m", toy_generator, "--label", "negative", "--prompt", "the")
+    ruled = {"label": "positive", "n": 3, "seed": 7, "temperature": 0, "no_repeat_ngram": 1}
+    assert post(server, "/generate", ruled) == cli_records(
+        "generate", "-m", toy_generator, "--label", "positive", "-n", "3", "--seed", "7",
+        "--temperature", "0", "--no-repeat-ngram", "1")
 
 
 def test_translate_answers_as_the_cli(server, toy_translator):

@@ -184,7 +184,8 @@ def test_a_full_queue_answers_503_with_retry_after(fake):
 SERVED = [(SearchConfig, "translate", n) for n in ("beam", "n_best", "length_penalty",
                                                    "max_length_ratio", "precision")] + \
          [(SamplingConfig, "generate", n) for n in ("temperature", "top_k", "top_p",
-                                                    "max_output_length", "guidance")]
+                                                    "max_output_length", "guidance",
+                                                    "no_repeat_ngram")]
 
 
 @pytest.mark.parametrize("config, endpoint, name", SERVED, ids=[s[2] for s in SERVED])

@@ -138,7 +138,8 @@ def request_models(limits: ServerLimits) -> dict[str, type[BaseModel]]:
 
     sampling = {name: config_field(SamplingConfig, name, at_most={
         "max_output_length": limits.max_output_pieces}.get(name))
-        for name in ("temperature", "top_k", "top_p", "max_output_length", "guidance")}
+        for name in ("temperature", "top_k", "top_p", "max_output_length", "guidance",
+                     "no_repeat_ngram")}
     # a server reads no file a client names: of --lexicon's values, only these two
     sampling["lexicon"] = (Literal["model", "none"],
                            Field(SamplingConfig.lexicon, description="Words samples may use."))
