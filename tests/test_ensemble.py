@@ -25,26 +25,30 @@ def other_classifier(tmp_path_factory):
     return out
 
 
-def probabilities(path, encode_only=False):
-    loaded = load(path, "classify")
-    return classify_outputs(loaded.model, loaded.tokenizer, TEXTS, encode_only=encode_only)
+def probabilities(path, encode_only=False, backend="torch"):
+    loaded = load(path, "classify", backend=backend)
+    return torch.from_numpy(classify_outputs(loaded.model, loaded.tokenizer, TEXTS,
+                                             encode_only=encode_only))
 
 
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
 def test_the_combination_is_the_mean_over_all_grus_each_on_its_own_pieces(
-        tmp_path, toy_classifier, other_classifier):
+        tmp_path, toy_classifier, other_classifier, backend):
     out = tmp_path / "combined.pt"
     run_cli("ensemble", toy_classifier, other_classifier, "-o", out)
-    combined = load(out, "classify")
-    assert isinstance(combined.model, ClassifierCombination)
+    combined = load(out, "classify", backend=backend)
+    assert isinstance(combined.model, ClassifierCombination) == (backend == "torch")
+    assert type(combined.model).__name__ == "ClassifierCombination"
     sizes = [load(p, "classify").tokenizer.vocab_size for p in (toy_classifier, other_classifier)]
     assert sizes[0] != sizes[1]
     assert [t.vocab_size for t in combined.model.tokenizers] == sizes
-    one, two = probabilities(toy_classifier), probabilities(other_classifier)
+    one, two = (probabilities(p, False, backend) for p in (toy_classifier, other_classifier))
     assert not torch.allclose(one, two, atol=1e-3)  # the test can tell the weights apart
-    torch.testing.assert_close(probabilities(out), (one + 2 * two) / 3)
-    vectors = probabilities(out, encode_only=True)
-    torch.testing.assert_close(vectors, torch.cat([probabilities(toy_classifier, True),
-                                                   probabilities(other_classifier, True)], -1))
+    torch.testing.assert_close(probabilities(out, False, backend), (one + 2 * two) / 3)
+    vectors = probabilities(out, True, backend)
+    torch.testing.assert_close(vectors, torch.cat([probabilities(toy_classifier, True, backend),
+                                                   probabilities(other_classifier, True,
+                                                                 backend)], -1))
     assert vectors.shape[1] == combined.model.encoding_dim
     assert [p["members"] for p in combined.checkpoint.meta["parts"]] == [1, 2]
 

@@ -149,10 +149,12 @@ def test_info_names_inputs_by_digest_and_says_when_they_changed(recorded, tmp_pa
 def test_info_text_fits_80_columns_and_flags_the_shipped_teacher(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.chdir(ROOT)
-    out = run_cli("info", "checkpoints/sentiment-gru.pt").output
+    out = run_cli("info", "checkpoints/sentiment-gru.seqtool").output
     assert all(len(line) <= 80 for line in out.splitlines() if "sha256 = " not in line
                and "_digest = " not in line and "_path = " not in line)
     assert "--teacher checkpoints/sentiment-gru.pt" in out
-    assert "here: this checkpoint now (then another file)" in out
+    # the teacher was the twelve-GRU file of that name, since replaced (and renamed): gone
+    teacher = "--teacher checkpoints/sentiment-gru.pt\n      sha256 9cc2fbb44811ff57…"
+    assert f"{teacher}  here: missing" in out
     assert "train_l…" not in out and "{'" not in out  # no cut heads, no Python dicts
     assert "[model_config]" in out and "hidden_dim = 192" in out

@@ -20,7 +20,9 @@ def convert(checkpoint: str, out: str | None, half: bool | None) -> None:
 
     \b
     Example:
-      seqtool convert my-classifier.pt          # writes my-classifier.seqtool
+      seqtool train classify --train corpora/toy/sentiment.tsv \\
+        --dev corpora/toy/sentiment.tsv --out toy.pt
+      seqtool convert toy.pt          # writes toy.seqtool
     """
     import seqtool
 

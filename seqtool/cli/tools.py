@@ -169,7 +169,7 @@ def ensemble(checkpoints, out, half_checkpoint):
       S=corpora/sentiment/movie-snippets
       seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out a.pt --seed 1
       seqtool train classify --train $S/train.tsv --dev $S/dev.tsv --out b.pt --seed 2 \\
-        --init checkpoints/english-gru-lm-glove.pt
+        --init checkpoints/english-gru-lm-glove.seqtool
       seqtool ensemble a.pt b.pt -o combined.pt
     """
     from seqtool.inference.combine import combine_classifiers
@@ -260,7 +260,7 @@ def plot(checkpoints, out, chain):
 
     \b
     Example:
-      seqtool plot checkpoints/brown-genre-gru.pt --out curves.png
+      seqtool plot checkpoints/brown-genre-gru.seqtool --out curves.png
     """
     from seqtool.checkpoint import check_writable, refuse_overwriting_input
     from seqtool.plot import require_matplotlib, save_training_curves

@@ -15,6 +15,7 @@ import numpy as np
 
 from seqtool.decoding.lexicon import Lexicon
 from seqtool.decoding.search import Hypothesis
+from seqtool.engine.ops import log_softmax
 from seqtool.text.tokenizer import END, PAD, START
 
 
@@ -163,15 +164,6 @@ def ban_repeats(scores: np.ndarray, histories: list[list[int]], n: int) -> np.nd
     stuck = ~np.isfinite(banned).any(-1) & np.isfinite(scores).any(-1)
     banned[stuck] = scores[stuck]
     return banned
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """log softmax over the last axis (rows of -inf stay -inf)."""
-    top = x.max(-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0)
-    shifted = x - top
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def sample_from(scores: np.ndarray, top_k: int, top_p: float, rng: np.random.Generator

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from seqtool.config import MAX_INPUT_LENGTH
+from seqtool.engine.ops import log_softmax, softmax
 from seqtool.text.batching import length_sorted, pad_ids
 from seqtool.text.tokenizer import END, START, Tokenizer
 
@@ -47,14 +48,8 @@ def _classify_ids(scorer: Any, ids: list[list[int]], batch_size: int,
             if encode_only:
                 out[idx] = scorer.encode(tokens, lengths)
             else:
-                out[idx] = softmax(scorer.logits(tokens, lengths))
+                out[idx] = softmax(np.asarray(scorer.logits(tokens, lengths), np.float32))
     return out
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def classifier_scorer(model: Any) -> Any:
@@ -132,12 +127,6 @@ def _torch_sentence_nll(model: Any, labels: np.ndarray, inputs: np.ndarray,
     with torch.no_grad():
         nll = model.sentence_nll(torch.as_tensor(labels, device=device), batch)
     return nll.double().cpu().numpy()
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    shifted = x - x.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def language_model_nll(

@@ -37,7 +37,7 @@ def combine_classifiers(paths: Sequence[str | Path], out: str | Path, command: s
     records: list[dict[str, Any]] = []
     labels: list[str] | None = None
     for path in paths:
-        loaded = load(path, "classify")
+        loaded = load(path, "classify", backend="torch")  # combined as torch modules
         ckpt = loaded.checkpoint
         if labels is None:
             labels = ckpt.labels

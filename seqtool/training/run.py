@@ -79,16 +79,16 @@ def train(task: str, options: Mapping[str, Any], given: Collection[str], command
     `make_setup(options, model_options)` builds the recipe when it is not the task's own
     (distillation: a classifier learning a teacher)."""
     opts = dict(options)
+    if opts.get("tensorboard"):  # an optional package: checked before any work
+        from seqtool.training.events import require_tensorboard
+
+        require_tensorboard(opts["tensorboard"])
     older_run = bool(opts.get("resume")) and _resume_as_saved(opts)
     choose_init(task, opts, given, default=make_setup is None and not older_run)
     if opts.get("init"):  # a file, or a shipped model by name (`english-gru-lm`)
         from seqtool.shipped import resolve_model
 
         opts["init"] = str(resolve_model(opts["init"], tuple(dict.fromkeys(("pretrain", task)))))
-    if opts.get("tensorboard"):  # an optional package: checked before any work
-        from seqtool.training.events import require_tensorboard
-
-        require_tensorboard(opts["tensorboard"])
     model_opts = {k: opts[k] for k in model_options(task)}
     _sizes_from_init(task, opts, model_opts, given)
     _refuse_overwriting_data(opts)
