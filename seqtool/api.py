@@ -258,6 +258,7 @@ class LoadedTranslator(LoadedModel):
         texts, one = as_texts(texts)
         if n_best > beam:
             raise ValueError(f"n_best ({n_best}) cannot exceed beam ({beam})")
+        self._backend_for(len(texts))
         engine = self._engine(precision)
         results = engine.translate(list(texts), beam, length_penalty, n_best, max_length_ratio,
                                    batch_size, attention, max_input_length)
@@ -274,6 +275,16 @@ class LoadedTranslator(LoadedModel):
                 n_best=[Candidate(engine.text(h), round(h.score, 4)) for h in r.hypotheses],
                 attention=attention_map))
         return out[0] if one else out
+
+    def _backend_for(self, count: int) -> None:
+        """Under `backend="auto"`, move to torch for a job of many texts where torch decodes
+        faster enough to repay importing it (`inference.predict.auto_switch`); the same
+        translations either way."""
+        from seqtool.inference.predict import auto_switch, load
+
+        if self.backend == "auto" and auto_switch(self.task, self.loaded.backend, count):
+            self.loaded = load(self.loaded.path, self.task, self.device, "torch")
+            self._engines.clear()
 
     def _engine(self, precision: str):
         if precision not in self._engines:

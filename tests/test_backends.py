@@ -153,3 +153,19 @@ def test_classify_translate_and_generate_answer_without_torch(tmp_path):
     forced = run("classify", "--backend", "torch", "A fine film.")
     assert forced.returncode != 0
     assert forced.stderr.count("\n") == 1 and "seqtool[torch]" in forced.stderr
+
+
+def test_auto_moves_a_large_translation_job_to_torch_with_the_same_answers(monkeypatch):
+    """`backend="auto"` answers on numpy, and moves to torch for a job of AUTO_TORCH_FROM
+    texts (where torch's faster steps repay its import); an explicit backend never moves."""
+    import seqtool
+    from seqtool.inference import predict
+
+    monkeypatch.setitem(predict.AUTO_TORCH_FROM, "translate", 3)
+    texts = ["Dieu est amour.", "Au commencement était la Parole.", "Je suis le chemin."]
+    auto, fixed = seqtool.load("translate"), seqtool.load("translate", backend="numpy")
+    few = auto.translate(texts[:2])
+    assert auto.loaded.backend == "numpy"
+    many = auto.translate(texts)
+    assert auto.loaded.backend == "torch" and fixed.translate(texts) == many
+    assert few == many[:2] and fixed.loaded.backend == "numpy"

@@ -193,11 +193,13 @@ def evaluate_translator(
     backend: str = "auto",
 ) -> dict[str, Any]:
     from seqtool.decoding.translation import Translation
-    from seqtool.inference.predict import load
+    from seqtool.inference.predict import auto_switch, load
 
     start = time.perf_counter()
     loaded = load(model_path, "translate", device, backend)
     lines = read_parallel(src, ref, keep_blank=True)  # blank on both sides: kept for --out
+    if backend == "auto" and auto_switch("translate", loaded.backend, len(lines)):
+        loaded = load(model_path, "translate", device, "torch")
     translation = Translation(loaded.model, loaded.tokenizer, loaded.target_tokenizer, precision)
     results = translation.translate([p.src for p in lines], beam, alpha, batch_size=batch_size,
                                     max_source_tokens=max_length)

@@ -42,9 +42,14 @@ def other_shipped_generators() -> dict[str, list[str]]:
 
 
 BACKENDS = ("auto", "numpy", "torch")
-# What `--backend auto` runs on the CPU, per task: chosen by measurement
-# (benchmarks/instant.py; benchmarks/results/instant.md).
+# What `--backend auto` runs on the CPU, per task, chosen by measurement (benchmarks/instant.py,
+# benchmarks/results/instant.md): numpy answers a one-line call in a fraction of
+# `import torch`, and classifies and samples as fast as torch; torch's decoding steps are
+# faster (18.5 s against 15.6 s on the 987 Bible test sentences, beam 5, in one process), so
+# a translation job of AUTO_TORCH_FROM texts or more moves to torch, whose import (about
+# 1.5 s) it then repays.
 AUTO_BACKEND = {"classify": "numpy", "generate": "numpy", "translate": "numpy"}
+AUTO_TORCH_FROM = {"translate": 512}  # texts in one call (a full chunk of `seqtool translate`)
 
 
 def torch_installed() -> bool:
@@ -75,6 +80,13 @@ def choose_backend(backend: str, task: str, device: str = "auto") -> str:
     if device == "auto" and gpu_visible():
         return "torch"
     return AUTO_BACKEND.get(task, "torch")
+
+
+def auto_switch(task: str, running: str, count: int) -> bool:
+    """Whether a model loaded with `--backend auto` on numpy should move to torch for a job
+    of `count` inputs (`AUTO_TORCH_FROM`)."""
+    return running == "numpy" and count >= AUTO_TORCH_FROM.get(task, float("inf")) \
+        and torch_installed()
 
 
 @dataclass
