@@ -22,13 +22,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import output_options, use_output  # noqa: E402 (light: no torch, no numpy)
+
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--rounds", type=int, default=7)
 parser.add_argument("--threads", type=int, default=1,
                     help="threads of each backend: set before numpy and torch load their "
                     "thread pools (OpenBLAS's and OpenMP's waiting threads slow each other "
                     "down on a shared machine)")
+output_options(parser)
 ARGS = parser.parse_args()
+use_output(ARGS)
 for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = str(ARGS.threads)
 

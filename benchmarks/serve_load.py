@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, output_options, record, table, use_output
 
 LIGHT = {"classify": ("/classify", {"texts": ["A gorgeous, witty film."]}),
          "translate": ("/translate", {"texts": ["Dieu est amour."]}),
@@ -73,7 +73,9 @@ class Sampler(threading.Thread):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="light requests per phase")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     process = subprocess.Popen([sys.executable, "-m", "seqtool.cli", "serve", "--port", "0"],
                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
     line = process.stderr.readline()

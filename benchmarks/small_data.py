@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, record, table
+from common import ROOT, output_options, record, table, use_output
 
 BROWN = ROOT / "corpora" / "generation" / "brown"
 SENTIMENT = ROOT / "corpora" / "sentiment" / "movie-snippets"
@@ -319,7 +319,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a paragraph under the selection table")
     parser.add_argument("--only", nargs="+", metavar="ROW",
                         help="run only these rows of the final table (no table)")
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         if args.select:

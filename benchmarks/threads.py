@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from common import ROOT, record, table
+from common import ROOT, output_options, record, table, use_output
 
 from seqtool.threads import THREAD_VARIABLES, THREADS_ENV, available_cores
 
@@ -147,7 +147,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    output_options(parser)
     args = parser.parse_args()
+    use_output(args)
     record("threads", *measure(args.sentences, args.rounds))
 
 
