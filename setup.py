@@ -1,13 +1,14 @@
 """The build step pyproject.toml cannot declare: a wheel (and `pip install .`) carries the
 default model of each task, copied at build time from checkpoints/ into the package's
 `seqtool/models/` (`shipped.BUNDLED_FOLDER`), so that an installed seqtool answers from any
-folder. The files are the ones `seqtool/shipped.py` names in DEFAULT_MODELS; the repository
+folder. The files are the ones `seqtool/shipped.py` names in BUNDLED_MODELS; the repository
 holds no second copy. An sdist carries them in its checkpoints/, to build the wheel from.
 An editable install reads the repository's checkpoints/ and copies nothing."""
 
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,11 +32,11 @@ def shipped():
 def default_models() -> list[Path]:
     """The default model files in checkpoints/; stops the build if one is missing."""
     files = [ROOT / "checkpoints" / name for name in dict.fromkeys(
-        shipped().DEFAULT_MODELS.values())]
+        shipped().BUNDLED_MODELS.values())]
     missing = [str(f.relative_to(ROOT)) for f in files if not f.is_file()]
     if missing:
         raise SystemExit(f"seqtool build: the default model(s) {', '.join(missing)} named in "
-                         "seqtool/shipped.py DEFAULT_MODELS are not in checkpoints/")
+                         "seqtool/shipped.py BUNDLED_MODELS are not in checkpoints/")
     return files
 
 
@@ -47,6 +48,7 @@ class BuildWithModels(build_py):
         if getattr(self, "editable_mode", False):
             return
         target = Path(self.build_lib) / "seqtool" / shipped().BUNDLED_FOLDER
+        shutil.rmtree(target, ignore_errors=True)  # no model left over from an earlier build
         self.mkpath(str(target))
         for file in default_models():
             self.copy_file(str(file), str(target / file.name))

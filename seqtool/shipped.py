@@ -60,6 +60,9 @@ SHIPPED_MODELS: dict[str, dict[str, str]] = {}
 for _model in SHIPPED:
     SHIPPED_MODELS.setdefault(_model.task, {})[_model.name] = _model.file
 DEFAULT_MODELS = {task: next(iter(models.values())) for task, models in SHIPPED_MODELS.items()}
+# What a wheel carries (setup.py): the default model of each task that answers; the language
+# models only start training, which finds them in a clone or $SEQTOOL_CHECKPOINTS.
+BUNDLED_MODELS = {task: DEFAULT_MODELS[task] for task in ("classify", "generate", "translate")}
 ALL_TASKS = tuple(SHIPPED_MODELS)
 SUFFIXES = (".pt", ".seqtool")  # a shipped file named with or without its suffix
 

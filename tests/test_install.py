@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtool.shipped import BUNDLED_FOLDER, DEFAULT_MODELS
+from seqtool.shipped import BUNDLED_FOLDER, BUNDLED_MODELS
 from tests.conftest import ROOT
 
 WHEEL_LIMIT = 40_000_000  # bytes (issue #32)
@@ -43,7 +43,7 @@ def source_tree(into: Path, models: bool = True) -> Path:
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, into / name)
     (into / "checkpoints").mkdir()
-    for name in set(DEFAULT_MODELS.values()) if models else ():
+    for name in set(BUNDLED_MODELS.values()) if models else ():
         shutil.copy2(ROOT / "checkpoints" / name, into / "checkpoints" / name)
     return into
 
@@ -70,7 +70,7 @@ def test_wheel_carries_the_default_models_within_the_limit(wheel):
                    if i.filename.startswith(f"seqtool/{BUNDLED_FOLDER}/")}
         metadata = z.read(f"seqtool-{wheel.name.split('-')[1]}.dist-info/METADATA").decode()
     assert bundled == {name: (ROOT / "checkpoints" / name).stat().st_size
-                       for name in DEFAULT_MODELS.values()}
+                       for name in BUNDLED_MODELS.values()}
     assert wheel.stat().st_size <= WHEEL_LIMIT, wheel.stat().st_size
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert any(line.startswith("Requires-Dist: torch") and "extra == \"torch\"" in line
@@ -82,8 +82,8 @@ def test_wheel_carries_the_default_models_within_the_limit(wheel):
 def test_the_build_stops_when_a_default_model_is_missing(tmp_path):
     done = build(source_tree(tmp_path / "clone", models=False), tmp_path / "dist", "wheel")
     assert done.returncode != 0
-    assert DEFAULT_MODELS["classify"] in done.stderr + done.stdout
-    assert "DEFAULT_MODELS" in done.stderr + done.stdout
+    assert BUNDLED_MODELS["classify"] in done.stderr + done.stdout
+    assert "BUNDLED_MODELS" in done.stderr + done.stdout
 
 
 def test_the_repository_holds_no_second_copy_of_a_model():
@@ -238,7 +238,7 @@ def test_editable_install_reads_the_repository(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     editable = tmp_path / "dist" / done.stdout.split()[-1]
     with zipfile.ZipFile(editable) as z:
-        assert not [n for n in z.namelist() if n.endswith(tuple(DEFAULT_MODELS.values()))]
+        assert not [n for n in z.namelist() if n.endswith(tuple(BUNDLED_MODELS.values()))]
     venv = install(editable, tmp_path / "venv", with_torch=False)
     done = run_installed(venv, "python", "-c", "import seqtool.shipped as s; "
                          "print(s.checkpoints_folder())", cwd=tmp_path)
