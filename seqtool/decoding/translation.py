@@ -57,8 +57,7 @@ class Translation:
         self, model: Any, src_tok: Tokenizer, tgt_tok: Tokenizer, precision: str = "fp32"
     ):
         self.model, self.src_tok, self.tgt_tok = model, src_tok, tgt_tok
-        device = getattr(model, "device_type", None) or _device_type(model)
-        self.precision = resolve_precision(precision, device)
+        self.precision = resolve_precision(precision, _device_type(model))
         self.steps = translator_steps(model, precision=self.precision)
 
     def translate(
