@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from toy_models import Regression
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.config import TrainConfig
@@ -115,13 +116,6 @@ def test_the_averaged_weights_are_the_hand_computed_moving_average():
 # ------------------------------------------------------------- inside the Trainer
 
 
-class Regression(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def loss(self, batch):
-        return ((self.linear(batch["x"]) - batch["y"]) ** 2).sum(), batch["x"].size(0)
 
 
 def trainer(tmp_path, **config) -> Trainer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import ROOT, TINY_CLASSIFY, TOY, run_cli
-from torch import nn
+from toy_models import Regression
 
 import seqtool
 from seqtool.checkpoint import Checkpoint
@@ -27,13 +27,6 @@ ENGLISH = [line.split("\t", 1)[1] for line in (TOY / "sentiment.tsv").read_text(
 FRENCH = (ROOT / "corpora" / "translation" / "bible-fr-en" / "dev.fr").read_text().splitlines()
 
 
-class Regression(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def loss(self, batch):
-        return ((self.linear(batch["x"]) - batch["y"]) ** 2).sum(), batch["x"].size(0)
 
 
 def flat_trainer(tmp_path, **config) -> Trainer:

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import TINY_CLASSIFY, TOY, run_cli
-from torch import nn
+from toy_models import Regression
 
 from seqtool.checkpoint import Checkpoint
 from seqtool.config import TrainConfig
@@ -119,15 +119,6 @@ def test_two_process_data_parallel_matches_one_process(tmp_path, extra):
 # ------------------------------------------------------------- the loop on a tiny linear task
 
 
-class Regression(nn.Module):
-    """The smallest model the loop can train: a linear map, summed squared error."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(2, 1)
-
-    def loss(self, batch):
-        return ((self.linear(batch["x"]) - batch["y"]) ** 2).sum(), batch["x"].size(0)
 
 
 def linear_trainer(tmp_path, dev_scores=None, **config) -> Trainer:
