@@ -4,7 +4,6 @@ Light at import (click only): torch, uvicorn and the models come in when the com
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -14,7 +13,6 @@ from seqtool.config import ServerLimits
 from seqtool.errors import SeqtoolError
 
 TASKS = ("classify", "generate", "translate")
-LIMITS = [f.name for f in fields(ServerLimits)]
 
 
 def parse_models(values: tuple[str, ...]) -> dict[str, dict[str, str]]:

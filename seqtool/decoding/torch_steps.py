@@ -14,7 +14,7 @@ import torch
 
 from seqtool.decoding.rows import join_rows, map_rows
 from seqtool.device import autocast, model_device
-from seqtool.nn import fast
+from seqtool.nn.fast import decode_step as fast_step
 
 
 class TorchTranslatorSteps:
@@ -22,7 +22,7 @@ class TorchTranslatorSteps:
         self.model = model.eval()
         self.device = model_device(model)
         self.precision = precision
-        self.decode = _decode_step(model) if fast else model.decode_step
+        self.decode = fast_step(model) if fast else model.decode_step
 
     @torch.no_grad()
     def encode(self, src: np.ndarray, lengths: np.ndarray) -> dict:
@@ -59,11 +59,6 @@ class TorchTranslatorSteps:
 
     def join(self, parts: list[dict]) -> dict:
         return join_rows(parts, torch.cat)
-
-
-def _decode_step(model: torch.nn.Module):
-    """The fast step (decoding, eval mode) unless the fast paths are disabled."""
-    return fast.decode_step(model)
 
 
 class TorchGeneratorSteps:

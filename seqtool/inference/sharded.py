@@ -31,10 +31,6 @@ from seqtool.errors import SeqtoolError
 Answer = Callable[[Sequence[str]], list[Any]]  # a chunk of input lines -> its records
 
 
-def part_path(out: Path, rank: int) -> Path:
-    return out.with_name(f".{out.name}.part{rank}")
-
-
 class Stopped(Exception):
     """SIGTERM (torchrun stops the other ranks when one dies) while answering."""
 
