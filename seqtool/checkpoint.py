@@ -112,18 +112,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def remove_stale_temp_files(path: Path) -> None:
     """Remove `.{name}.*.tmp` leftovers of atomic writes of `path` and of its sibling
-    `{stem}.last{suffix}` (the resumable checkpoint).
+    `{stem}.last{suffix}` (the resumable checkpoint), beside the real files behind any links,
+    where the writes put them.
 
     A kill (SIGKILL, power loss) during `atomic_write_bytes` leaves its temp file behind; the
     next run that writes the same path cleans up after it.
     """
     path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        return
-    last = path.stem + ".last" + path.suffix  # = training.last_path(path).name
-    for name in (path.name, last):
-        for leftover in folder.glob(f".{glob.escape(name)}.*.tmp"):
+    last = path.with_name(path.stem + ".last" + path.suffix)  # = training.last_path(path)
+    for written in (path, last):
+        target, special = output_target(written)
+        if special or not target.parent.is_dir():
+            continue
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
             try:
                 leftover.unlink()
             except FileNotFoundError:

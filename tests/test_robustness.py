@@ -320,6 +320,23 @@ def test_remove_stale_temp_files(tmp_path):
     remove_stale_temp_files(tmp_path / "missing" / "m.pt")  # no folder: nothing to do
 
 
+def test_stale_temp_files_are_removed_where_the_writes_put_them_behind_a_link(tmp_path):
+    """`--out link.pt` writes beside the real file, so a killed write's leftover is there."""
+    real, links = tmp_path / "real", tmp_path / "links"
+    real.mkdir()
+    links.mkdir()
+    (real / "model.pt").write_bytes(b"x")
+    (links / "m.pt").symlink_to(real / "model.pt")
+    stale = real / ".model.pt.abc123.tmp"
+    kept = [real / ".m.pt.abc.tmp", links / ".model.pt.abc.tmp"]  # other files' names
+    for p in (stale, *kept):
+        p.write_bytes(b"")
+    remove_stale_temp_files(links / "m.pt")
+    assert not stale.exists() and all(p.exists() for p in kept)
+    atomic_write_bytes(links / "m.pt", b"new")  # and the write itself still lands there
+    assert (real / "model.pt").read_bytes() == b"new" and (links / "m.pt").is_symlink()
+
+
 def test_refuse_overwriting_input(tmp_path):
     data = tmp_path / "d.tsv"
     data.write_text("x")
