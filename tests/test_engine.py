@@ -323,19 +323,36 @@ def test_empty_batches():
     assert log_probs.shape == (0, 12) and weights.shape == (0, 4)
 
 
-def test_token_table_gives_what_the_product_gives():
-    """The first layer's gates come from a product until as many tokens as the vocabulary
-    has have gone through it, then from a table: both give the same numbers."""
-    _, twin = twins("classify", dict(vocab_size=13, num_classes=3, embed_dim=5,
-                                     hidden_dim=4), 29)
-    tokens, lengths = batch(30, 13, [2])
+@pytest.mark.parametrize("np_dtype", [np.float64, np.float32])
+def test_token_gates_are_the_product_and_the_same_bits_whatever_came_before(np_dtype,
+                                                                           monkeypatch):
+    """The first layer's gates come from a table filled block by block: they are the
+    product's numbers, and the same bits for a text alone, beside other texts, before or after
+    others, with the table kept or not (a vocabulary too large to keep)."""
+    from seqtool.engine import cells
+
+    _, twin = twins("classify", dict(vocab_size=75, num_classes=3, embed_dim=5, hidden_dim=4,
+                                     bidirectional=True), 29, np_dtype=np_dtype)
     gates = twin.members[0].rnn.token_gates
-    first = twin.encode(tokens.numpy(), lengths.numpy())
-    assert gates.table is None
-    twin.encode(*batch(31, 13, [7, 7]))  # 28 tokens through the product: the table comes
-    np.testing.assert_allclose(twin.encode(tokens.numpy(), lengths.numpy()), first,
-                               rtol=1e-13, atol=1e-13)
-    assert gates.table is not None
+    layer = twin.members[0].rnn.layers[0]
+    tokens = np.stack([np.array([[4, 40, 74], [70, 5, 5]])] * 2)  # [D, B, T]
+    first = gates(tokens)
+    assert gates.filled.sum() == 3  # blocks 0, 1 and 2 of 3: none needed twice
+    embedded = gates.embedding[tokens.reshape(2, -1)]  # [D, 6, E]
+    product = layer.input_gates(embedded, slice(0, 5)).reshape(first.shape)
+    np.testing.assert_allclose(first, product, rtol=1e-6, atol=1e-6)
+
+    alone = twin.encode(*(t.numpy() for t in batch(30, 75, [6])))
+    twin.encode(*(t.numpy() for t in batch(31, 75, [40, 3, 17])))  # other texts first
+    assert np.array_equal(twin.encode(*(t.numpy() for t in batch(30, 75, [6]))), alone)
+    assert np.array_equal(gates(tokens), first)
+
+    monkeypatch.setattr(cells, "MAX_TOKEN_TABLE", 10)  # nothing kept: blocks computed per call
+    _, small = twins("classify", dict(vocab_size=75, num_classes=3, embed_dim=5, hidden_dim=4,
+                                      bidirectional=True), 29, np_dtype=np_dtype)
+    assert not small.members[0].rnn.token_gates.kept
+    assert np.array_equal(small.members[0].rnn.token_gates(tokens), first)
+    assert np.array_equal(small.encode(*(t.numpy() for t in batch(30, 75, [6]))), alone)
 
 
 def test_extreme_logits_raise_no_warnings():

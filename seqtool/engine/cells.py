@@ -15,7 +15,7 @@ direction meets it only after the last real token, and the backward direction re
 reversed within its own length (like packed sequences), so padding never reaches a real output.
 
 For speed: the input's share of the gates, W_i x(t), is one matrix product for all steps
-(for the first layer, once enough tokens have come, a lookup in a table of every token's);
+(for the first layer, a lookup in a table of every token's, filled as tokens come);
 the directions of a
 layer run side by side, one batched product and one pass of each elementwise operation per
 step; σ(a) is computed as (1 + tanh(a / 2)) / 2 with the rows of the σ gates' weights halved
@@ -31,6 +31,7 @@ import numpy as np
 from seqtool.engine.ops import GATES, take
 
 MAX_TOKEN_TABLE = 2**24  # numbers in a token table at most (64 MB in float32)
+TABLE_BLOCK = 32  # token ids whose input gates one product computes
 
 
 def _gate_layout(kind: str, hidden: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,31 +181,52 @@ class TokenGates:
     """The first layer's input gates of embedded tokens, W_i e(token) + biases, where the
     embedding fills the first input columns.
 
-    A table of every token's gates turns the product into a lookup, but costs the product
-    for the whole vocabulary: it is made once as many tokens have gone through the product
-    as the vocabulary has (at most twice the cheaper choice's cost, whatever comes), so a
-    one-line call never pays for it; never where it would exceed MAX_TOKEN_TABLE numbers."""
+    They come from a table of every token's gates, filled as tokens come, TABLE_BLOCK token
+    ids at a time: each block by one product of the same shape, so a token's gates are the
+    same bits whatever came before or beside it (a product over other rows may round
+    otherwise: AVX-512 kernels do). A one-line call computes a few blocks, a large job the
+    table once. Beyond MAX_TOKEN_TABLE numbers nothing is kept: the blocks a batch needs are
+    computed for it."""
 
     def __init__(self, layer: Layer, embedding: np.ndarray):
         self.layer, self.embedding = layer, embedding
-        self.table: np.ndarray | None = None
-        self.multiplied = 0  # tokens through the product so far
-        self.tabled = embedding.shape[0] * layer.w_ih_t[..., 0, :].size <= MAX_TOKEN_TABLE
+        vocab = embedding.shape[0]
+        blocks = -(-vocab // TABLE_BLOCK)
+        rows = blocks * TABLE_BLOCK
+        self.kept = rows * layer.w_ih_t[..., 0, :].size <= MAX_TOKEN_TABLE
+        # np.empty: pages cost memory only once a block is written
+        self.table = np.empty((layer.directions, rows if self.kept else 0, layer.gates),
+                              embedding.dtype)
+        self.filled = np.zeros(blocks, bool)
+
+    def block(self, index: int) -> np.ndarray:
+        """The gates of token ids [index * TABLE_BLOCK, (index + 1) * TABLE_BLOCK) [D, B, G]
+        (rows past the vocabulary from zero vectors)."""
+        start, width = index * TABLE_BLOCK, self.embedding.shape[1]
+        x = self.embedding[start: start + TABLE_BLOCK]
+        if len(x) < TABLE_BLOCK:  # the last block: the same shape as every other
+            x = np.concatenate([x, np.zeros((TABLE_BLOCK - len(x), width), x.dtype)])
+        layer = self.layer
+        return layer.input_gates(np.broadcast_to(x, (layer.directions, *x.shape)),
+                                 slice(0, width))
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         """tokens [D, ...] (each direction its own) -> gates [D, ..., G]."""
-        layer, (vocab, width) = self.layer, self.embedding.shape
-        if self.table is None and self.tabled and self.multiplied >= vocab:
-            self.table = layer.token_table(self.embedding)
-        shape = tokens.shape + (layer.gates,)
-        if self.table is not None:
-            gates = np.empty(shape, self.table.dtype)
-            for d in range(len(tokens)):
-                np.take(self.table[d], tokens[d], axis=0, out=gates[d])
-            return gates
-        self.multiplied += tokens[0].size
-        x = self.embedding[tokens].reshape(len(tokens), tokens[0].size, width)
-        return layer.input_gates(x, slice(0, width)).reshape(shape)
+        needed = np.unique(tokens // TABLE_BLOCK)
+        if self.kept:
+            table = self.table
+            for index in needed[~self.filled[needed]]:
+                table[:, index * TABLE_BLOCK: (index + 1) * TABLE_BLOCK] = self.block(index)
+                self.filled[index] = True
+            ids = tokens
+        else:  # only the blocks this batch needs, side by side
+            table = np.concatenate([self.block(i) for i in needed], axis=1)
+            ids = np.searchsorted(needed, tokens // TABLE_BLOCK) * TABLE_BLOCK \
+                + tokens % TABLE_BLOCK
+        gates = np.empty(tokens.shape + (self.layer.gates,), table.dtype)
+        for d in range(len(tokens)):
+            np.take(table[d], ids[d], axis=0, out=gates[d])
+        return gates
 
 
 class RNN:
