@@ -93,13 +93,6 @@ class Layer:
         gates += self.bias
         return gates
 
-    def token_table(self, embedding: np.ndarray) -> np.ndarray:
-        """The first input columns' share of the gates, with the biases, for every token
-        [D, V, G]."""
-        vocab, width = embedding.shape
-        return self.input_gates(np.broadcast_to(embedding, (self.directions, vocab, width)),
-                                slice(0, width))
-
     def run(self, gates: np.ndarray, h0: np.ndarray | None = None,
             c0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Outputs y_h(1..T) [D, T, B, H] for input gates [D, T, B, G] from y_h(0) = h0
