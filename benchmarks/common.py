@@ -48,17 +48,23 @@ def progress(message: str) -> None:
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or ""
+    cpu, flags = platform.processor() or "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == (platform.processor() or ""):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    # The widest vector instructions: "AMD EPYC" names CPUs whose BLAS kernels differ
+    # (AVX-512 or not), and with them the speeds and the ratios between backends.
+    simd = next((f for f in ("avx512f", "avx2", "avx") if f in flags), "")
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": cpu,
+        "simd": simd,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -83,7 +89,8 @@ def record(name: str, results: dict[str, Any], markdown: str) -> None:
     info = machine()
     payload = {"machine": info, **results}
     (_output / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    header = (f"# {name}\n\n{info['date']} on {info['cpu']} ({info['cores']} cores, "
+    simd = f", {info['simd']}" if info.get("simd") else ""
+    header = (f"# {name}\n\n{info['date']} on {info['cpu']}{simd} ({info['cores']} cores, "
               f"{info['torch_threads']} torch threads), Python {info['python']}, "
               f"torch {info['torch']}\n\n")
     (_output / f"{name}.md").write_text(header + markdown + "\n")
